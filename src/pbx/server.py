@@ -1,0 +1,646 @@
+"""The reference SIP server: registrar with digest auth and a stateful forking proxy.
+
+This is the asyncio shell around the pure cores: it feeds bytes from ``TransportLayer`` into the
+``TransactionLayer``, drains the events, sends what they say, and re-arms one timer. Routing
+decisions come from ``pbx.sip.proxy``, registrations from ``pbx.sip.registrar``, credentials from
+``pbx.sip.auth``. Bindings live in memory and are written behind to the location store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import os
+import secrets
+import ssl
+import time
+from dataclasses import dataclass, field
+
+from pbx.config import Config
+from pbx.errors import ParseError
+from pbx.sip import auth
+from pbx.sip.address import parse_address
+from pbx.sip.badrequest import error_reply
+from pbx.sip.location import Binding, LocationStore
+from pbx.sip.message import Request, Response
+from pbx.sip.peer import Peer
+from pbx.sip.proxy import Branch, ResponseContext, check_request, forward_request
+from pbx.sip.registrar import RegistrarPolicy, handle_register, lookup_targets
+from pbx.sip.transaction import (
+    AckReceived,
+    RequestReceived,
+    ResponseReceived,
+    Send,
+    StrayResponse,
+    Timers,
+    TransactionLayer,
+    TransactionTerminated,
+    TransactionTimeout,
+    TransportFailed,
+)
+from pbx.sip.transport import TransportLayer, TransportLimits
+from pbx.sip.uri import SipUri, Uri, format_host, parse_uri
+from pbx.store import MemoryUserStore, SqliteLocationStore
+
+__all__ = ["SipServer", "serve"]
+
+log = logging.getLogger("pbx.server")
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, REFER, NOTIFY, MESSAGE, SUBSCRIBE"
+_LOCAL_NAMES = {"localhost"}
+
+
+@dataclass(slots=True)
+class _Proxied:
+    """State of one proxied request: its server transaction and its branches."""
+
+    server_key: object
+    request: Request
+    source: Peer
+    context: ResponseContext
+    timer_c: asyncio.TimerHandle | None = None
+    branches: dict[object, Branch] = field(default_factory=dict)
+
+
+class SipServer:
+    """Registrar + proxy bound to the listeners of a ``Config``."""
+
+    def __init__(self, config: Config, location: LocationStore | None = None) -> None:
+        self.config = config
+        sip = config.sip
+        self.location: LocationStore = location or SqliteLocationStore(config.store_path)
+        self.users = MemoryUserStore(config.users)
+        self.transport = TransportLayer(self._on_message, self._on_parse_error,
+                                        TransportLimits(max_message_size=sip.max_message_size),
+                                        ssl_server=self._ssl_context())
+        self.transport.on_unreachable = self._on_unreachable  # type: ignore[method-assign]
+        self.layer = TransactionLayer(Timers(t1=sip.t1, t2=sip.t2, t4=sip.t4))
+        secret = os.urandom(32)
+        self.digest = auth.DigestServer(sip.realm, secret, sip.nonce_ttl)
+        self.policy = RegistrarPolicy(min_expires=sip.min_expires, max_expires=sip.max_expires,
+                                      default_expires=sip.default_expires)
+        self.bindings: dict[str, list[Binding]] = {}
+        self._dirty: set[str] = set()
+        self._flush_task: asyncio.Task[None] | None = None
+        self._proxied: dict[object, _Proxied] = {}         # server tx key -> state
+        self._branch_owner: dict[object, _Proxied] = {}    # client tx key -> state
+        self._branch_peer: dict[object, Peer] = {}          # client tx key -> next hop
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._own_hosts: set[str] = {sip.domain.lower(), *_LOCAL_NAMES}
+        self._own_sent_by: set[tuple[str, int]] = set()
+        self._counter = 0
+        self.stats: dict[str, int] = {"parse_errors": 0, "requests": 0, "responses": 0}
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        sip = self.config.sip
+        if sip.tls_cert is None or sip.tls_key is None:
+            return None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(str(sip.tls_cert), str(sip.tls_key))
+        return ctx
+
+    # Life cycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        now = time.time()
+        for aor in await self.location.all_aors():
+            live = [b for b in await self.location.load(aor) if b.expires_at > now]
+            if live:
+                self.bindings[aor] = live
+        for spec in self.config.sip.listen:
+            host, port = await self.transport.listen(spec.transport, spec.host, spec.port)
+            bare = host.strip("[]")
+            self._own_hosts.add(bare.lower())
+            self._own_hosts.add(format_host(bare).lower())
+            self._own_sent_by.add((bare, port))
+            log.info("listening on %s:%s:%d", spec.transport, format_host(bare), port)
+        self._flush_task = asyncio.create_task(self._flush_loop())
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+        await self._flush()
+        await self.transport.close()
+        await self.location.close()
+
+    # Persistence of bindings (write-behind) --------------------------------------------------
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            try:
+                await self._flush()
+            except Exception:  # a store failure must not stop the server
+                log.exception("location store flush failed")
+
+    async def _flush(self) -> None:
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, set()
+        for aor in dirty:
+            await self.location.save(aor, list(self.bindings.get(aor, [])))
+
+    # Event plumbing ---------------------------------------------------------------------------
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def _on_message(self, msg: Request | Response, peer: Peer) -> None:
+        now = self._now()
+        try:
+            if isinstance(msg, Request):
+                self.stats["requests"] += 1
+                events = self.layer.receive_request(msg, peer, now)
+            else:
+                self.stats["responses"] += 1
+                events = self.layer.receive_response(msg, peer, now)
+            self._run(events)
+        except ParseError as exc:
+            self.stats["parse_errors"] += 1
+            log.info("bad message from %s: %s", peer, exc.reason)
+            if isinstance(msg, Request) and msg.method != "ACK":
+                self._on_parse_error(exc, bytes(msg), peer)
+        except Exception:
+            log.exception("error handling message from %s", peer)
+            if isinstance(msg, Request) and msg.method != "ACK":
+                self._on_parse_error(ParseError("internal error", 500), bytes(msg), peer)
+
+    def _on_parse_error(self, exc: ParseError, data: bytes, peer: Peer) -> None:
+        self.stats["parse_errors"] += 1
+        reply = error_reply(data, exc, self.config.sip.server_header) if data else None
+        if reply is not None:
+            self.transport.send(reply, peer)
+
+    def _on_unreachable(self, peer: Peer) -> None:
+        now = self._now()
+        events: list[object] = []
+        for key, hop in list(self._branch_peer.items()):
+            if hop == peer:
+                events.extend(self.layer.transport_error(key, now))
+        self._run(events)
+
+    def _run(self, events: list[object]) -> None:
+        for ev in events:
+            if isinstance(ev, Send):
+                self.transport.send(bytes(ev.message), ev.peer)
+            elif isinstance(ev, RequestReceived):
+                self._on_request(ev.key, ev.request, ev.source)
+            elif isinstance(ev, ResponseReceived):
+                self._on_branch_response(ev.key, ev.response)
+            elif isinstance(ev, AckReceived):
+                self._forward_stateless(ev.request, ev.source)
+            elif isinstance(ev, StrayResponse):
+                self._forward_stray(ev.response)
+            elif isinstance(ev, TransactionTimeout | TransportFailed):
+                self._on_branch_failed(ev.key, 408 if isinstance(ev, TransactionTimeout) else 503)
+            elif isinstance(ev, TransactionTerminated):
+                self._on_terminated(ev.key)
+        self._arm()
+
+    def _arm(self) -> None:
+        deadline = self.layer.next_deadline()
+        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline
+                                and self._timer is not None):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        assert self._loop is not None
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._run(self.layer.on_timer(self._now()))
+
+    # Helpers ------------------------------------------------------------------------------------
+    def _next_id(self) -> str:
+        self._counter += 1
+        return f"{self._counter:x}{secrets.token_hex(4)}"
+
+    def _reply(self, key: object, req: Request, status: int, reason: str | None = None,
+               headers: list[tuple[str, str]] | None = None, body: bytes = b"") -> None:
+        resp = self._make_response(req, status, reason, headers, body)
+        self._run(self.layer.respond(key, resp, self._now()))
+
+    def _make_response(self, req: Request, status: int, reason: str | None = None,
+                       headers: list[tuple[str, str]] | None = None,
+                       body: bytes = b"") -> Response:
+        resp = Response(status, reason)
+        h = resp.headers
+        for value in req.headers.get_all("Via"):
+            h.add("Via", value)
+        h.add("From", req.headers.get("From") or "")
+        to = req.headers.get("To") or ""
+        if status > 100 and req.to.tag is None:
+            to = f"{to};tag={self._next_id()}"
+        h.add("To", to)
+        h.add("Call-ID", req.call_id)
+        h.add("CSeq", req.headers.get("CSeq") or "")
+        if self.config.sip.server_header:
+            h.add("Server", self.config.sip.server_header)
+        for name, value in headers or []:
+            h.add(name, value)
+        resp.body = body
+        return resp
+
+    def _is_own_uri(self, uri: Uri) -> bool:
+        if not isinstance(uri, SipUri):
+            return False
+        host = uri.host_bare.lower()
+        if host not in self._own_hosts:
+            return False
+        if uri.port is None or host == self.config.sip.domain.lower():
+            return True
+        return any(port == uri.port for _, port in self._own_sent_by)
+
+    def _local_via(self, transport: str, towards: str) -> tuple[str, int]:
+        addr = self.transport.local_address(transport, towards)
+        if addr is None:
+            addr = self.transport.local_address("udp", towards) or ("127.0.0.1", 5060)
+        return addr
+
+    def _record_route(self, transport: str, towards: str) -> str:
+        host, port = self._local_via(transport, towards)
+        tp = "" if transport == "udp" else f";transport={transport}"
+        return f"<sip:{format_host(host)}:{port}{tp};lr>"
+
+    def _peer_for(self, uri: Uri) -> Peer | None:
+        if not isinstance(uri, SipUri):
+            return None
+        transport = uri.transport
+        if transport not in self.transport.transports:
+            return None
+        host = uri.params.get("maddr") or uri.host_bare
+        if host.lower() == "localhost":
+            host = "127.0.0.1"
+        try:
+            host = ipaddress.ip_address(host.strip("[]")).compressed
+        except ValueError:
+            return None  # DNS (RFC 3263) is not done on the hot path yet
+        port = uri.port or (5061 if transport == "tls" else 5060)
+        return Peer(transport, host, port)
+
+    # Requests ---------------------------------------------------------------------------------
+    def _on_request(self, key: object, req: Request, source: Peer) -> None:
+        method = req.method
+        if not isinstance(req.uri, SipUri):
+            if method != "ACK":
+                self._reply(key, req, 416)
+            return
+        # Loose routing: pop every Route that names us (§16.4).
+        while True:
+            top = req.headers.values("Route")
+            if not top:
+                break
+            try:
+                route_uri = parse_address(top[0]).uri
+            except ParseError:
+                self._reply(key, req, 400, "Bad Route")
+                return
+            if self._is_own_uri(route_uri):
+                req.headers.remove_first_value("Route")
+            else:
+                break
+        if method == "CANCEL":
+            self._on_cancel(key, req)
+            return
+        if req.headers.values("Route") or not self._is_own_uri(req.uri) or req.uri.user:
+            if method == "REGISTER" and self._is_own_uri(req.uri):
+                self._on_register(key, req, source)
+                return
+            self._proxy(key, req, source)
+            return
+        if method == "REGISTER":
+            self._on_register(key, req, source)
+        elif method == "OPTIONS":
+            self._reply(key, req, 200, headers=[("Allow", ALLOW), ("Accept", "application/sdp"),
+                                                ("Supported", "path, outbound")])
+        elif method == "BYE":
+            self._reply(key, req, 481)
+        else:
+            self._reply(key, req, 405, headers=[("Allow", "OPTIONS, REGISTER")])
+
+    # Registrar ----------------------------------------------------------------------------------
+    def _challenge(self, key: object, req: Request, stale: bool = False, proxy: bool = False) -> None:
+        values = self.digest.challenge(self._now_wall(), os.urandom(8), stale=stale)
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        self._reply(key, req, 407 if proxy else 401, headers=[(name, v) for v in values])
+
+    @staticmethod
+    def _now_wall() -> float:
+        return time.time()
+
+    def _authenticate(self, key: object, req: Request, user: str, proxy: bool = False) -> bool:
+        """True if ``req`` carries valid credentials for ``user``; else answers it and False."""
+        header = "Proxy-Authorization" if proxy else "Authorization"
+        values = req.headers.get_all(header)
+        creds = None
+        for value in values:
+            try:
+                c = auth.parse_credentials(value)
+            except ParseError:
+                self._reply(key, req, 400, "Bad Credentials")
+                return False
+            if c.realm == self.config.sip.realm:
+                creds = c
+                break
+        if creds is None:
+            self._challenge(key, req, proxy=proxy)
+            return False
+        if creds.username != user:
+            self._reply(key, req, 403, "Credentials Do Not Match")
+            return False
+        ha1 = self.users.get_ha1(creds.username, creds.algorithm or "MD5")
+        result = self.digest.verify(req.method, creds, ha1, self._now_wall())
+        if result is auth.AuthResult.OK:
+            return True
+        if result is auth.AuthResult.STALE:
+            self._challenge(key, req, stale=True, proxy=proxy)
+        elif result is auth.AuthResult.REPLAY:
+            self._challenge(key, req, proxy=proxy)
+        else:
+            self._reply(key, req, 403)
+        return False
+
+    def _on_register(self, key: object, req: Request, source: Peer) -> None:
+        to_uri = req.to.uri
+        if not isinstance(to_uri, SipUri) or not to_uri.user:
+            self._reply(key, req, 404)
+            return
+        user = to_uri.user
+        if to_uri.host_bare.lower() not in self._own_hosts:
+            self._reply(key, req, 403, "Not Our Domain")
+            return
+        if self.users.get_ha1(user, "MD5") is None and self.users.get_ha1(user, "SHA-256") is None:
+            self._reply(key, req, 404)
+            return
+        if not self._authenticate(key, req, user):
+            return
+        aor = f"sip:{user}@{self.config.sip.domain}"
+        current = self.bindings.get(aor, [])
+        result = handle_register(req, aor, current, source, self._now_wall(), self.policy)
+        if result.status == 200 and result.changed:
+            if result.bindings:
+                self.bindings[aor] = result.bindings
+            else:
+                self.bindings.pop(aor, None)
+            self._dirty.add(aor)
+        self._reply(key, req, result.status, None if result.status != 200 else "OK",
+                    headers=result.response_headers)
+
+    # Proxy ------------------------------------------------------------------------------------
+    def _targets(self, req: Request) -> tuple[list[tuple[Uri, Peer | None]], int]:
+        """Where ``req`` goes: (target URI, next hop) pairs, or an error status."""
+        routes = req.headers.values("Route")
+        if routes:
+            route_uri = parse_address(routes[0]).uri
+            return [(req.uri, self._peer_for(route_uri))], 0
+        uri = req.uri
+        assert isinstance(uri, SipUri)
+        if not self._is_own_uri(uri):
+            return [(uri, self._peer_for(uri))], 0
+        user = uri.user or ""
+        known = (self.users.get_ha1(user, "MD5") is not None
+                 or self.users.get_ha1(user, "SHA-256") is not None)
+        if known:
+            aor = f"sip:{user}@{self.config.sip.domain}"
+            live = lookup_targets(self.bindings.get(aor, []), self._now_wall())
+            if not live:
+                return [], 480
+            out: list[tuple[Uri, Peer | None]] = []
+            for b in live:
+                try:
+                    contact = parse_uri(b.contact)
+                except ParseError:
+                    continue
+                peer = None
+                if b.source:
+                    peer = _parse_peer(b.source)
+                out.append((contact, peer or self._peer_for(contact)))
+            return (out, 0) if out else ([], 480)
+        for route in self.config.routes:
+            target = route.apply(user)
+            if target is not None:
+                try:
+                    t_uri = parse_uri(target)
+                except ParseError:
+                    return [], 500
+                return [(t_uri, self._peer_for(t_uri))], 0
+        return [], 404
+
+    def _proxy(self, key: object, req: Request, source: Peer) -> None:
+        if req.method == "ACK":
+            self._forward_stateless(req, source)
+            return
+        rejected = check_request(req, self._own_sent_by)
+        if rejected is not None:
+            self._reply(key, req, *rejected)
+            return
+        in_dialog = req.to.tag is not None
+        if not in_dialog and not self._authorize_call(key, req, source):
+            return
+        targets, status = self._targets(req)
+        if status:
+            self._reply(key, req, status)
+            return
+        if req.method == "INVITE":
+            self._reply(key, req, 100)
+        ctx = ResponseContext(req.method)
+        state = _Proxied(key, req, source, ctx)
+        self._proxied[key] = state
+        now = self._now()
+        events: list[object] = []
+        for target, peer in targets:
+            if peer is None:
+                continue
+            host, port = self._local_via(peer.transport, peer.host)
+            rr = None
+            if not in_dialog:
+                rr = self._record_route(peer.transport, peer.host)
+                if peer.transport != source.transport:
+                    rr = f"{rr}, {self._record_route(source.transport, source.host)}"
+            fwd = forward_request(req, target, via_host=host, via_port=port,
+                                  transport=peer.transport, branch_id=self._next_id(),
+                                  record_route=rr)
+            ckey, evs = self.layer.send_request(fwd, peer, now)
+            branch = Branch(ckey, fwd)
+            ctx.add_branch(branch)
+            state.branches[ckey] = branch
+            self._branch_owner[ckey] = state
+            self._branch_peer[ckey] = peer
+            events.extend(evs)
+        if not ctx.branches:
+            del self._proxied[key]
+            self._reply(key, req, 502 if status == 0 else status, "No Route To Target")
+            return
+        if req.method == "INVITE":
+            assert self._loop is not None
+            state.timer_c = self._loop.call_later(180.0, self._timer_c, key)
+        self._run(events)
+
+    def _authorize_call(self, key: object, req: Request, source: Peer) -> bool:
+        """Out-of-dialog requests: local identities must authenticate (no impersonation);
+        anyone may call a local user; routes beyond the PBX need a local user or a trusted
+        source."""
+        from_uri = req.from_.uri
+        user = from_uri.user if isinstance(from_uri, SipUri) else None
+        if (user and isinstance(from_uri, SipUri)
+                and from_uri.host_bare.lower() in self._own_hosts
+                and (self.users.get_ha1(user, "MD5") or self.users.get_ha1(user, "SHA-256"))):
+            return self._authenticate(key, req, user, proxy=True)
+        uri = req.uri
+        assert isinstance(uri, SipUri)
+        if self._is_own_uri(uri) and uri.user and (
+                self.users.get_ha1(uri.user, "MD5") or self.users.get_ha1(uri.user, "SHA-256")):
+            return True
+        if self._trusted(source):
+            return True
+        self._reply(key, req, 403, "Forbidden")
+        return False
+
+    def _trusted(self, source: Peer) -> bool:
+        nets = getattr(self.config.sip, "trusted", ())
+        try:
+            addr = ipaddress.ip_address(source.host)
+        except ValueError:
+            return False
+        return any(addr in ipaddress.ip_network(n, strict=False) for n in nets)
+
+    def _timer_c(self, key: object) -> None:
+        state = self._proxied.get(key)
+        if state is None or state.context.final_sent:
+            return
+        self._cancel_branches(state, state.context.cancel_all())
+        for branch in state.context.branches:
+            if branch.final is None and not branch.provisional:
+                self._send_upstream(state, state.context.branch_failed(branch, 408))
+
+    def _on_cancel(self, key: object, req: Request) -> None:
+        invite_key = self.layer.find_invite_for_cancel(req)
+        state = self._proxied.get(invite_key) if invite_key is not None else None
+        if state is None:
+            self._reply(key, req, 481)
+            return
+        self._reply(key, req, 200)
+        self._cancel_branches(state, state.context.cancel_all())
+
+    def _cancel_branches(self, state: _Proxied, branches: list[Branch]) -> None:
+        now = self._now()
+        events: list[object] = []
+        for branch in branches:
+            fwd = branch.request
+            cancel = Request("CANCEL", fwd.uri)
+            h = cancel.headers
+            h.add("Via", fwd.headers.values("Via")[0])
+            for route in fwd.headers.get_all("Route"):
+                h.add("Route", route)
+            h.add("Max-Forwards", "70")
+            h.add("From", fwd.headers.get("From") or "")
+            h.add("To", fwd.headers.get("To") or "")
+            h.add("Call-ID", fwd.call_id)
+            h.add("CSeq", f"{fwd.cseq.seq} CANCEL")
+            peer = self._branch_peer.get(branch.key)
+            if peer is None:
+                continue
+            ckey, evs = self.layer.send_request(cancel, peer, now)
+            events.extend(evs)
+        self._run(events)
+
+    def _on_branch_response(self, ckey: object, resp: Response) -> None:
+        state = self._branch_owner.get(ckey)
+        if state is None:
+            return  # response to a CANCEL we sent, or to a finished context
+        branch = state.branches[ckey]
+        to_send, to_cancel = state.context.on_response(branch, resp)
+        self._send_upstream(state, to_send)
+        if to_cancel:
+            self._cancel_branches(state, to_cancel)
+
+    def _send_upstream(self, state: _Proxied, responses: list[Response]) -> None:
+        now = self._now()
+        for resp in responses:
+            if resp.status >= 200 and state.timer_c is not None and state.context.final_sent:
+                state.timer_c.cancel()
+            self._run(self.layer.respond(state.server_key, resp, now))
+
+    def _on_branch_failed(self, ckey: object, status: int) -> None:
+        state = self._branch_owner.get(ckey)
+        if state is None:
+            return
+        branch = state.branches[ckey]
+        self._send_upstream(state, state.context.branch_failed(branch, status))
+
+    def _on_terminated(self, key: object) -> None:
+        state = self._branch_owner.pop(key, None)
+        self._branch_peer.pop(key, None)
+        if state is not None:
+            state.branches.pop(key, None)
+            if not state.branches:
+                self._proxied.pop(state.server_key, None)
+                if state.timer_c is not None:
+                    state.timer_c.cancel()
+        st = self._proxied.get(key)
+        if st is not None and not st.branches:
+            del self._proxied[key]
+
+    def _forward_stateless(self, req: Request, source: Peer) -> None:
+        """ACK for a 2xx and other end-to-end requests: forwarded without a transaction."""
+        rejected = check_request(req, self._own_sent_by)
+        if rejected is not None:
+            return
+        try:
+            targets, status = self._targets(req)
+        except ParseError:
+            return
+        if status or not targets or targets[0][1] is None:
+            return
+        target, peer = targets[0]
+        assert peer is not None
+        host, port = self._local_via(peer.transport, peer.host)
+        branch_id = hashlib.blake2b(req.branch.encode(), digest_size=6).hexdigest()
+        fwd = forward_request(req, target, via_host=host, via_port=port, transport=peer.transport,
+                              branch_id=branch_id, record_route=None)
+        self.transport.send(bytes(fwd), peer)
+
+    def _forward_stray(self, resp: Response) -> None:
+        """A response no transaction wants (2xx retransmission after ours ended): §16.11."""
+        vias = resp.vias
+        if len(vias) < 2:
+            return
+        top = vias[0]
+        if (top.host_bare, top.port or 5060) not in self._own_sent_by:
+            return
+        out = resp.copy()
+        out.headers.remove_first_value("Via")
+        nxt = vias[1]
+        host = nxt.params.get("received") or nxt.host_bare
+        rport = nxt.params.get("rport")
+        port = int(rport) if rport else (nxt.port or 5060)
+        self.transport.send(bytes(out), Peer(nxt.transport.lower(), host.strip("[]"), port))
+
+
+def _parse_peer(text: str) -> Peer | None:
+    transport, _, rest = text.partition(":")
+    host, _, port = rest.rpartition(":")
+    try:
+        return Peer(transport, host.strip("[]"), int(port))
+    except ValueError:
+        return None
+
+
+async def serve(config: Config) -> None:
+    """Run the reference PBX until cancelled."""
+    server = SipServer(config)
+    await server.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+
