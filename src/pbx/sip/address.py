@@ -2,17 +2,28 @@
 
 ``Address`` keeps the display name unescaped, the URI parsed and the header parameters (``tag``,
 ``expires``, ``q``...) as raw strings, so ``parse_address(str(a)) == a``.
+
+The grammar is RFC 3261's, strictly: no whitespace inside ``<...>`` (RFC 4475 §3.1.2.14), an
+unquoted display name is tokens only (§3.1.2.15), and a URI written without ``<...>`` may not
+contain ``,``, ``;`` or ``?`` because those would be read as the header's own syntax
+(RFC 3261 §20.10, RFC 4475 §3.1.2.13).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from pbx.errors import ParseError
-from pbx.sip._lex import WS, Params, format_params, is_token, parse_params, quote, scan_quoted, unquote
+from pbx.sip._lex import QUOTED, TOKEN, WS, Params, format_params, parse_params, quote, unquote
 from pbx.sip.uri import Uri, parse_uri
 
 __all__ = ["Address", "parse_address"]
+
+# An unquoted display name: tokens separated by LWS.
+_WORDS_RE = re.compile(rf"{TOKEN}(?:[ \t]+{TOKEN})*")
+_WS_RE = re.compile(r"[ \t]+")
+_QUOTED_RE = re.compile(QUOTED)
 
 
 @dataclass(slots=True, eq=True)
@@ -44,31 +55,31 @@ def parse_address(value: str) -> Address:
         raise ParseError("empty address", data=value)
     display: str | None = None
     if text[0] == '"':
-        end = scan_quoted(text, 0)
-        display = unquote(text[:end])
-        rest = text[end:].lstrip(WS)
-        if not rest.startswith("<"):
+        m = _QUOTED_RE.match(text)
+        if m is None:
+            raise ParseError("unterminated or invalid quoted display name", data=value)
+        display = unquote(m.group())
+        rest = text[m.end() :].lstrip(WS)
+        if rest[:1] != "<":
             raise ParseError("display name without <URI>", data=value)
     else:
         lt = text.find("<")
-        semi = text.find(";")
-        if lt >= 0 and (semi < 0 or lt < semi):
-            words = text[:lt].strip(WS)
-            if words:
-                if not all(is_token(w) for w in words.split()):
-                    raise ParseError("invalid display name", data=value)
-                display = " ".join(words.split())
-            rest = text[lt:]
-        else:
-            rest = ""
-    if rest:
-        gt = rest.find(">")
-        if gt < 0:
-            raise ParseError("unterminated <URI>", data=value)
-        uri = parse_uri(rest[1:gt].strip(WS))
-        params = parse_params(rest[gt + 1 :], "address")
-    else:
-        uri_text, _, tail = text.partition(";")
-        uri = parse_uri(uri_text.strip(WS))
-        params = parse_params(";" + tail if tail or text.endswith(";") else "", "address")
-    return Address(uri, display, params)
+        if lt < 0:
+            # addr-spec: the URI runs to the first ';', which starts the header parameters.
+            uri_text, semi, tail = text.partition(";")
+            uri_text = uri_text.rstrip(WS)
+            if "?" in uri_text or "," in uri_text:
+                raise ParseError("URI with '?' or ',' must be enclosed in <>", data=value)
+            return Address(parse_uri(uri_text), None,
+                           parse_params(semi + tail, "address") if semi else {})
+        if lt:
+            words = text[:lt].rstrip(WS)
+            if _WORDS_RE.fullmatch(words) is None:
+                raise ParseError("invalid display name", data=value)
+            display = _WS_RE.sub(" ", words) if (" " in words or "\t" in words) else words
+        rest = text[lt:]
+    gt = rest.find(">")
+    if gt < 0:
+        raise ParseError("unterminated <URI>", data=value)
+    tail = rest[gt + 1 :]
+    return Address(parse_uri(rest[1:gt]), display, parse_params(tail, "address") if tail else {})

@@ -235,7 +235,7 @@ class TransportLayer:
                 self.limits.connect_timeout)
             assert isinstance(proto, _Stream)
             return proto
-        except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
             log.info("connect to %s failed: %s", peer, exc)
             return None
         finally:

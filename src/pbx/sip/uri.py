@@ -2,12 +2,15 @@
 
 ``parse_uri`` returns a ``SipUri`` for sip:/sips:, a ``TelUri`` for tel: and an ``AbsoluteUri``
 for any other scheme (so a request for ``mailto:`` parses and can be answered 416). Escapes are
-decoded on parse and re-applied on serialize, so ``parse_uri(str(u)) == u``.
+decoded on parse and re-applied on serialize, so ``parse_uri(str(u)) == u``. Hosts are
+normalized: names lower-cased, IPv6 references compressed (RFC 5952) and kept in brackets.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import re
 import string
 from dataclasses import dataclass, field
 
@@ -23,10 +26,35 @@ _USER_SAFE = frozenset(_UNRESERVED + "&=+$,;?/")
 _PASSWORD_SAFE = frozenset(_UNRESERVED + "&=+$,")
 _PARAM_SAFE = frozenset(_UNRESERVED + "[]/:&+$")
 _HEADER_SAFE = frozenset(_UNRESERVED + "[]/?:+$")
-_HOST_CHARS = frozenset(_ALNUM + "-.")
-_SCHEME_CHARS = frozenset(_ALNUM + "+-.")
 _HEX = frozenset(string.hexdigits)
-_TEL_CHARS = frozenset(string.digits + "+-.()*#ABCDabcdPpWw")
+_TEL_CHARS = frozenset(string.digits + "+-.()*#ABCDEFabcdefPpWw")  # RFC 3966, plus pauses
+
+# Character classes of the grammar above, for the regular expressions (escapes are '%XX').
+_UNRESERVED_RE = r"A-Za-z0-9\-_.!~*'()"
+_USER_RE = rf"[{_UNRESERVED_RE}&=+$,;?/%]+"
+_PASSWORD_RE = rf"[{_UNRESERVED_RE}&=+$,%]*"
+_PCHAR_RE = rf"[{_UNRESERVED_RE}\[\]/:&+$%]+"
+_HOSTPORT_RE = r"(\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9.\-]+)(?::([0-9]+))?"
+_PARAMS_RE = rf"((?:;{_PCHAR_RE}(?:={_PCHAR_RE})?)*)"
+_HEADERS_RE = rf"(?:\?([{_UNRESERVED_RE}\[\]/?:+$%=&]*))?"
+# Two forms, chosen by the presence of '@' (which appears nowhere else in a SIP URI), so the
+# optional userinfo never makes the expression backtrack.
+_SIP_USER = re.compile(rf"({_USER_RE})(?::({_PASSWORD_RE}))?@{_HOSTPORT_RE}{_PARAMS_RE}{_HEADERS_RE}")
+_SIP_NOUSER = re.compile(rf"{_HOSTPORT_RE}{_PARAMS_RE}{_HEADERS_RE}")
+_TEL_PARAMS = re.compile(rf"{_PCHAR_RE}(?:={_PCHAR_RE})?(?:;{_PCHAR_RE}(?:={_PCHAR_RE})?)*")
+_SCHEMES = {"sip": "sip", "sips": "sips", "tel": "tel", "SIP": "sip", "SIPS": "sips", "TEL": "tel"}
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+_URI_BAD = re.compile(r'[^\x21-\x7e]|[<>"]')
+# hostname = *( domainlabel "." ) toplabel [ "." ] (RFC 3261 §25.1); labels cannot start or end
+# with '-', and the top label starts with a letter. Labels cannot contain '.', so the
+# repetition cannot backtrack across them: matching stays linear.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_HOSTNAME = re.compile(rf"(?:{_LABEL}\.)*[a-z](?:[a-z0-9-]*[a-z0-9])?\.?")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+_IPV6_CHARS = re.compile(r"[0-9A-Fa-f:.]+")
+# RFC 3261's IPv6 ABNF admits ":::" before an embedded IPv4 address; RFC 5118 §4.10 says tolerate it.
+_THREE_COLONS = re.compile(r":::(?=[0-9]{1,3}(?:\.[0-9]{1,3}){3}\Z)")
 
 
 def _unescape(text: str, what: str) -> str:
@@ -63,29 +91,31 @@ def _escape(text: str, safe: frozenset[str]) -> str:
     return "".join(out)
 
 
-def _check_chars(text: str, safe: frozenset[str], what: str) -> None:
-    for c in text:
-        if c not in safe and c != "%":
-            raise ParseError(f"invalid character {c!r} in {what}", data=text)
-
-
+@functools.lru_cache(maxsize=4096)
 def parse_host(text: str) -> str:
-    """Validate and normalize a host: lower-case name, IPv4, or bracketed IPv6."""
-    if not text:
-        raise ParseError("empty host", data=text)
+    """Validate and normalize a host: lower-case name, IPv4, or bracketed IPv6 reference.
+
+    Names follow RFC 3261's hostname rule (labels of letters, digits and inner hyphens, a top
+    label that starts with a letter, an optional final dot); a dotted all-numeric host must be an
+    IPv4 address with octets 0-255 written without leading zeros.
+    """
+    if not text or not text.isascii():
+        raise ParseError("empty or non-ASCII host", data=text)
     if text[0] == "[":
-        if text[-1] != "]":
+        inner = text[1:-1]
+        if text[-1] != "]" or _IPV6_CHARS.fullmatch(inner) is None:
             raise ParseError("bad IPv6 reference", data=text)
+        if ":::" in inner:
+            inner = _THREE_COLONS.sub("::", inner)
         try:
-            addr = ipaddress.IPv6Address(text[1:-1])
+            addr = ipaddress.IPv6Address(inner)
         except ValueError:
             raise ParseError("bad IPv6 address", data=text) from None
         return f"[{addr.compressed}]"
-    if any(c not in _HOST_CHARS for c in text):
+    host = text.lower()
+    if _HOSTNAME.fullmatch(host) is None and _IPV4.fullmatch(host) is None:
         raise ParseError("invalid host", data=text)
-    if text[0] in "-." or text[-1] == "-" or ".." in text:
-        raise ParseError("invalid host", data=text)
-    return text.lower()
+    return host
 
 
 def format_host(host: str) -> str:
@@ -96,7 +126,8 @@ def format_host(host: str) -> str:
 
 
 def parse_port(text: str) -> int:
-    if not text.isdigit() or len(text) > 5:
+    """A port number, 1-65535, written with at most five ASCII digits."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 5:
         raise ParseError("invalid port", data=text)
     port = int(text)
     if not 1 <= port <= 65535:
@@ -105,24 +136,16 @@ def parse_port(text: str) -> int:
 
 
 def _parse_uri_params(text: str, what: str) -> dict[str, str | None]:
+    """Parameters after the first ';' (``text`` excludes it); characters already checked."""
     params: dict[str, str | None] = {}
-    if not text:
-        return params
     for item in text.split(";"):
-        if not item:
-            raise ParseError(f"empty {what}", data=text)
         name, eq, value = item.partition("=")
-        _check_chars(name, _PARAM_SAFE, what)
-        key = _unescape(name, what).lower()
-        if not key:
-            raise ParseError(f"empty {what} name", data=text)
+        if not name or (eq and not value):
+            raise ParseError(f"empty {what}", data=text)
+        key = (_unescape(name, what) if "%" in name else name).lower()
         if key in params:
             raise ParseError(f"duplicate {what} {key!r}", data=text)
-        if eq:
-            _check_chars(value, _PARAM_SAFE, what)
-            params[key] = _unescape(value, what)
-        else:
-            params[key] = None
+        params[key] = (_unescape(value, what) if "%" in value else value) if eq else None
     return params
 
 
@@ -230,73 +253,89 @@ Uri = SipUri | TelUri | AbsoluteUri
 def _parse_sip(scheme: str, rest: str, text: str) -> SipUri:
     user: str | None = None
     password: str | None = None
-    at = rest.find("@")
-    if at >= 0:
-        userinfo, rest = rest[:at], rest[at + 1 :]
-        name, colon, pw = userinfo.partition(":")
-        _check_chars(name, _USER_SAFE, "URI user")
-        user = _unescape(name, "URI user")
-        if not user:
-            raise ParseError("empty user in URI", data=text)
-        if colon:
-            _check_chars(pw, _PASSWORD_SAFE, "URI password")
-            password = _unescape(pw, "URI password")
-    hostport, qmark, hdrs = rest.partition("?")
-    hostport, semi, params_text = hostport.partition(";")
-    if hostport.startswith("["):
-        close = hostport.find("]")
-        if close < 0:
-            raise ParseError("bad IPv6 reference", data=text)
-        host_text, tail = hostport[: close + 1], hostport[close + 1 :]
-        if tail and not tail.startswith(":"):
-            raise ParseError("junk after IPv6 reference", data=text)
-        port_text = tail[1:] if tail else None
+    if "@" in rest:
+        m = _SIP_USER.fullmatch(rest)
+        if m is None:
+            raise ParseError("malformed SIP URI", data=text)
+        name, pw, host_text, port_text, params_text, hdrs = m.groups()
+        user = _unescape(name, "URI user") if "%" in name else name
+        if pw is not None:
+            password = _unescape(pw, "URI password") if "%" in pw else pw
     else:
-        host_text, colon, p = hostport.partition(":")
-        port_text = p if colon else None
+        m = _SIP_NOUSER.fullmatch(rest)
+        if m is None:
+            raise ParseError("malformed SIP URI", data=text)
+        host_text, port_text, params_text, hdrs = m.groups()
     host = parse_host(host_text)
     port = parse_port(port_text) if port_text is not None else None
-    params = _parse_uri_params(params_text, "URI parameter") if semi else {}
-    if semi and not params:
-        raise ParseError("empty URI parameter", data=text)
+    params = _parse_uri_params(params_text[1:], "URI parameter") if params_text else {}
     headers: dict[str, str] = {}
-    if qmark:
+    if hdrs is not None:
         for item in hdrs.split("&"):
-            name, eq, value = item.partition("=")
-            if not name or not eq:
+            hname, eq, hvalue = item.partition("=")
+            if not hname or not eq:
                 raise ParseError("bad URI header", data=text)
-            _check_chars(name, _HEADER_SAFE, "URI header")
-            _check_chars(value, _HEADER_SAFE, "URI header")
-            key = _unescape(name, "URI header")
+            key = _unescape(hname, "URI header")
             if key in headers:
                 raise ParseError("duplicate URI header", data=text)
-            headers[key] = _unescape(value, "URI header")
+            headers[key] = _unescape(hvalue, "URI header")
     return SipUri(host, user, port, scheme, password, params, headers)
 
 
 def _parse_tel(rest: str, text: str) -> TelUri:
     number, semi, params_text = rest.partition(";")
-    if not number or any(c not in _TEL_CHARS for c in number):
+    if (not number or any(c not in _TEL_CHARS for c in number)
+            or not any(c.isdigit() or c in "*#ABCDEFabcdef" for c in number)
+            or "+" in number[1:]):
         raise ParseError("invalid tel number", data=text)
-    params = _parse_uri_params(params_text, "tel parameter") if semi else {}
+    params: dict[str, str | None] = {}
+    if semi:
+        if _TEL_PARAMS.fullmatch(params_text) is None:
+            raise ParseError("bad tel parameter", data=text)
+        params = _parse_uri_params(params_text, "tel parameter")
     return TelUri(number, params)
 
 
-def parse_uri(text: str) -> Uri:
-    """Parse a URI; raises ``ParseError`` (status hint 400) on anything malformed."""
-    if len(text) > MAX_URI_LENGTH:
-        raise ParseError("URI too long", status_hint=414, data=text)
-    scheme, colon, rest = text.partition(":")
-    if not colon or not scheme or not scheme[0].isalpha() or any(
-            c not in _SCHEME_CHARS for c in scheme):
-        raise ParseError("URI has no valid scheme", data=text)
-    if any(c <= " " or c == "\x7f" or c in '<>"' for c in text):
-        raise ParseError("invalid character in URI", data=text)
-    scheme = scheme.lower()
-    if scheme in ("sip", "sips"):
+def _copy(uri: Uri) -> Uri:
+    if isinstance(uri, SipUri):
+        return SipUri(uri.host, uri.user, uri.port, uri.scheme, uri.password,
+                      dict(uri.params) if uri.params else {},
+                      dict(uri.headers) if uri.headers else {})
+    if isinstance(uri, TelUri):
+        return TelUri(uri.number, dict(uri.params))
+    return AbsoluteUri(uri.scheme, uri.rest)
+
+
+def _parse(text: str) -> Uri:
+    colon = text.find(":")
+    scheme = _SCHEMES.get(text[:colon]) if colon > 0 else None
+    if scheme is None:
+        if colon <= 0 or _SCHEME.fullmatch(text[:colon]) is None:
+            raise ParseError("URI has no valid scheme", data=text)
+        scheme = text[:colon].lower()
+    rest = text[colon + 1 :]
+    if scheme == "sip" or scheme == "sips":
+        # The SIP grammar admits only printable ASCII other than '<', '>' and '"'.
         return _parse_sip(scheme, rest, text)
+    if _URI_BAD.search(text) is not None:
+        raise ParseError("invalid character in URI", data=text)
     if scheme == "tel":
         return _parse_tel(rest, text)
     if not rest:
         raise ParseError("empty URI", data=text)
     return AbsoluteUri(scheme, rest)
+
+
+# Recently parsed URIs: the same few (own domain, registered contacts, peers) recur in every
+# message. Entries are never handed out, only copies, so callers may mutate what they get.
+_parse_cached = functools.lru_cache(maxsize=2048)(_parse)
+_CACHE_MAX_LENGTH = 256
+
+
+def parse_uri(text: str) -> Uri:
+    """Parse a URI; raises ``ParseError`` (status hint 400, 414 if too long) if malformed."""
+    if len(text) > _CACHE_MAX_LENGTH:
+        if len(text) > MAX_URI_LENGTH:
+            raise ParseError("URI too long", status_hint=414, data=text)
+        return _parse(text)
+    return _copy(_parse_cached(text))

@@ -1,0 +1,119 @@
+"""The ``pbx`` command: ``check-config FILE`` and ``serve --config FILE``.
+
+Exit codes: 0 success (``serve``: stopped by SIGINT/SIGTERM), 1 runtime failure (e.g. a port in
+use), 2 bad configuration or usage, 130 interrupted during start-up. Expected failures print one line on stderr, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from pbx import __version__
+from pbx.config import Config, load_config
+from pbx.errors import ConfigError, PbxError
+from pbx.log import LEVELS
+from pbx.log import setup as setup_logging
+
+__all__ = ["main"]
+
+log = logging.getLogger("pbx.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line in ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    parser = argparse.ArgumentParser(prog="pbx", description="The pbx reference PBX.")
+    parser.add_argument("--version", action="version", version=f"pbx {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    check = commands.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("file", metavar="FILE")
+    serve = commands.add_parser("serve", help="run the reference PBX")
+    serve.add_argument("--config", required=True, metavar="FILE")
+    serve.add_argument("--log-level", choices=sorted(LEVELS, key=LEVELS.__getitem__),
+                       help="override [log] level")
+    args = parser.parse_args(argv)
+    if args.command == "check-config":
+        return _check_config(args.file)
+    return _serve(args.config, args.log_level)
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"pbx: {exc}", file=sys.stderr)
+        return None
+
+
+def _check_config(path: str) -> int:
+    config = _load(path)
+    if config is None:
+        return 2
+    listeners = ", ".join(str(x) for x in config.sip.listen)
+    print(f"ok: {len(config.users)} users, {len(config.routes)} routes, listeners {listeners}")
+    return 0
+
+
+def _serve(path: str, log_level: str | None) -> int:
+    config = _load(path)
+    if config is None:
+        return 2
+    setup_logging(log_level or config.log_level, config.log_format)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_serve_until_signal(config))
+    except KeyboardInterrupt:  # SIGINT before our handlers were in place
+        return 130
+    except ConfigError as exc:
+        print(f"pbx: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, PbxError) as exc:
+        print(f"pbx: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when it is installed (the ``speed`` extra), else asyncio's default."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+async def _serve_until_signal(config: Config) -> None:
+    """Run ``pbx.server.serve`` until SIGINT/SIGTERM cancels it, letting it clean up."""
+    from pbx.server import serve  # lazy: check-config must work without the server's imports
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(serve(config))
+    stopping = False
+
+    def stop(signum: int) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            log.info("%s received, stopping", signal.Signals(signum).name)
+            task.cancel()
+
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop, sig)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or no support
+            pass
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not stopping:
+            raise
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,1 @@
+"""Interop acceptance tests: SIPp and baresip against a real `pbx serve` on loopback."""
