@@ -63,6 +63,7 @@ class SipConfig:
     default_expires: int = 3600
     server_header: str = "pbx"
     max_message_size: int = 65535
+    trusted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,7 +371,7 @@ _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a b
 _TOP_KEYS = ("sip", "store", "users", "routes", "log")
 _SIP_KEYS = ("listen", "domain", "realm", "tls_cert", "tls_key", "t1", "t2", "t4", "nonce_ttl",
              "min_expires", "max_expires", "default_expires", "server_header",
-             "max_message_size")
+             "max_message_size", "trusted")
 _STORE_KEYS = ("path",)
 _USER_KEYS = ("user", "password", "ha1", "ha1_sha256")
 _ROUTE_KEYS = ("match", "to")
@@ -520,7 +521,14 @@ class _Builder:
         if not all(c.isprintable() for c in server):
             raise self.fail("must be printable text on one line", (*at, "server_header"))
         size = self._int(sip, "max_message_size", at, 65535, 1500, 16 * 1024 * 1024)
-        return SipConfig(listen=tuple(listen), domain=domain, realm=realm, tls_cert=tls_cert,
+        trusted_raw = self._get(sip, "trusted", list, at, [])
+        trusted: list[str] = []
+        for net in trusted_raw:
+            try:
+                trusted.append(str(ipaddress.ip_network(str(net), strict=False)))
+            except ValueError:
+                raise self.fail(f"not an IP network: {net!r}", (*at, "trusted")) from None
+        return SipConfig(trusted=tuple(trusted), listen=tuple(listen), domain=domain, realm=realm, tls_cert=tls_cert,
                          tls_key=tls_key, t1=t1, t2=t2, t4=t4, nonce_ttl=nonce_ttl,
                          min_expires=min_expires, max_expires=max_expires,
                          default_expires=default_expires, server_header=server.strip(),

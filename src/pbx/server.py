@@ -78,7 +78,9 @@ class SipServer:
         self.transport.on_unreachable = self._on_unreachable  # type: ignore[method-assign]
         self.layer = TransactionLayer(Timers(t1=sip.t1, t2=sip.t2, t4=sip.t4))
         secret = os.urandom(32)
-        self.digest = auth.DigestServer(sip.realm, secret, sip.nonce_ttl)
+        # MD5 only for now: SIPp 3.6 and baresip 1.0 fail on a SHA-256 challenge (RFC 8760 order).
+        self.digest = auth.DigestServer(sip.realm, secret, sip.nonce_ttl,
+                                        algorithms=("MD5",))
         self.policy = RegistrarPolicy(min_expires=sip.min_expires, max_expires=sip.max_expires,
                                       default_expires=sip.default_expires)
         self.bindings: dict[str, list[Binding]] = {}
@@ -294,20 +296,9 @@ class SipServer:
             if method != "ACK":
                 self._reply(key, req, 416)
             return
-        # Loose routing: pop every Route that names us (§16.4).
-        while True:
-            top = req.headers.values("Route")
-            if not top:
-                break
-            try:
-                route_uri = parse_address(top[0]).uri
-            except ParseError:
-                self._reply(key, req, 400, "Bad Route")
-                return
-            if self._is_own_uri(route_uri):
-                req.headers.remove_first_value("Route")
-            else:
-                break
+        if not self._pop_own_routes(req):
+            self._reply(key, req, 400, "Bad Route")
+            return
         if method == "CANCEL":
             self._on_cancel(key, req)
             return
@@ -326,6 +317,20 @@ class SipServer:
             self._reply(key, req, 481)
         else:
             self._reply(key, req, 405, headers=[("Allow", "OPTIONS, REGISTER")])
+
+    def _pop_own_routes(self, req: Request) -> bool:
+        """Loose routing (§16.4): drop every top Route that names us; False if one is bad."""
+        while True:
+            top = req.headers.values("Route")
+            if not top:
+                return True
+            try:
+                route_uri = parse_address(top[0]).uri
+            except ParseError:
+                return False
+            if not self._is_own_uri(route_uri):
+                return True
+            req.headers.remove_first_value("Route")
 
     # Registrar ----------------------------------------------------------------------------------
     def _challenge(self, key: object, req: Request, stale: bool = False, proxy: bool = False) -> None:
@@ -506,7 +511,7 @@ class SipServer:
         return False
 
     def _trusted(self, source: Peer) -> bool:
-        nets = getattr(self.config.sip, "trusted", ())
+        nets = self.config.sip.trusted
         try:
             addr = ipaddress.ip_address(source.host)
         except ValueError:
@@ -592,6 +597,8 @@ class SipServer:
 
     def _forward_stateless(self, req: Request, source: Peer) -> None:
         """ACK for a 2xx and other end-to-end requests: forwarded without a transaction."""
+        if not self._pop_own_routes(req):
+            return
         rejected = check_request(req, self._own_sent_by)
         if rejected is not None:
             return

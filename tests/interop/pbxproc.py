@@ -128,6 +128,7 @@ def write_config(path: Path, *, port: int, transports: Sequence[str] = ("udp", "
         "domain": domain,
         "nonce_ttl": nonce_ttl,
         "t1": t1,
+        "trusted": ["127.0.0.0/8"],   # SIPp's UAC calls routes without credentials
     }
     sip.update(sip_extra or {})
     lines = ["[sip]"]
