@@ -16,6 +16,7 @@ import os
 import secrets
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pbx.config import Config
@@ -39,6 +40,7 @@ from pbx.sip.transaction import (
     TransactionTerminated,
     TransactionTimeout,
     TransportFailed,
+    TxKey,
 )
 from pbx.sip.transport import TransportLayer, TransportLimits
 from pbx.sip.uri import SipUri, Uri, format_host, parse_uri
@@ -56,12 +58,12 @@ _LOCAL_NAMES = {"localhost"}
 class _Proxied:
     """State of one proxied request: its server transaction and its branches."""
 
-    server_key: object
+    server_key: TxKey
     request: Request
     source: Peer
     context: ResponseContext
     timer_c: asyncio.TimerHandle | None = None
-    branches: dict[object, Branch] = field(default_factory=dict)
+    branches: dict[TxKey, Branch] = field(default_factory=dict)
 
 
 class SipServer:
@@ -86,9 +88,9 @@ class SipServer:
         self.bindings: dict[str, list[Binding]] = {}
         self._dirty: set[str] = set()
         self._flush_task: asyncio.Task[None] | None = None
-        self._proxied: dict[object, _Proxied] = {}         # server tx key -> state
-        self._branch_owner: dict[object, _Proxied] = {}    # client tx key -> state
-        self._branch_peer: dict[object, Peer] = {}          # client tx key -> next hop
+        self._proxied: dict[TxKey, _Proxied] = {}         # server tx key -> state
+        self._branch_owner: dict[TxKey, _Proxied] = {}    # client tx key -> state
+        self._branch_peer: dict[TxKey, Peer] = {}          # client tx key -> next hop
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -187,7 +189,7 @@ class SipServer:
                 events.extend(self.layer.transport_error(key, now))
         self._run(events)
 
-    def _run(self, events: list[object]) -> None:
+    def _run(self, events: Sequence[object]) -> None:
         for ev in events:
             if isinstance(ev, Send):
                 self.transport.send(bytes(ev.message), ev.peer)
@@ -226,7 +228,7 @@ class SipServer:
         self._counter += 1
         return f"{self._counter:x}{secrets.token_hex(4)}"
 
-    def _reply(self, key: object, req: Request, status: int, reason: str | None = None,
+    def _reply(self, key: TxKey, req: Request, status: int, reason: str | None = None,
                headers: list[tuple[str, str]] | None = None, body: bytes = b"") -> None:
         resp = self._make_response(req, status, reason, headers, body)
         self._run(self.layer.respond(key, resp, self._now()))
@@ -290,7 +292,7 @@ class SipServer:
         return Peer(transport, host, port)
 
     # Requests ---------------------------------------------------------------------------------
-    def _on_request(self, key: object, req: Request, source: Peer) -> None:
+    def _on_request(self, key: TxKey, req: Request, source: Peer) -> None:
         method = req.method
         if not isinstance(req.uri, SipUri):
             if method != "ACK":
@@ -333,7 +335,7 @@ class SipServer:
             req.headers.remove_first_value("Route")
 
     # Registrar ----------------------------------------------------------------------------------
-    def _challenge(self, key: object, req: Request, stale: bool = False, proxy: bool = False) -> None:
+    def _challenge(self, key: TxKey, req: Request, stale: bool = False, proxy: bool = False) -> None:
         values = self.digest.challenge(self._now_wall(), os.urandom(8), stale=stale)
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         self._reply(key, req, 407 if proxy else 401, headers=[(name, v) for v in values])
@@ -342,7 +344,7 @@ class SipServer:
     def _now_wall() -> float:
         return time.time()
 
-    def _authenticate(self, key: object, req: Request, user: str, proxy: bool = False) -> bool:
+    def _authenticate(self, key: TxKey, req: Request, user: str, proxy: bool = False) -> bool:
         """True if ``req`` carries valid credentials for ``user``; else answers it and False."""
         header = "Proxy-Authorization" if proxy else "Authorization"
         values = req.headers.get_all(header)
@@ -374,7 +376,7 @@ class SipServer:
             self._reply(key, req, 403)
         return False
 
-    def _on_register(self, key: object, req: Request, source: Peer) -> None:
+    def _on_register(self, key: TxKey, req: Request, source: Peer) -> None:
         to_uri = req.to.uri
         if not isinstance(to_uri, SipUri) or not to_uri.user:
             self._reply(key, req, 404)
@@ -440,7 +442,7 @@ class SipServer:
                 return [(t_uri, self._peer_for(t_uri))], 0
         return [], 404
 
-    def _proxy(self, key: object, req: Request, source: Peer) -> None:
+    def _proxy(self, key: TxKey, req: Request, source: Peer) -> None:
         if req.method == "ACK":
             self._forward_stateless(req, source)
             return
@@ -490,7 +492,7 @@ class SipServer:
             state.timer_c = self._loop.call_later(180.0, self._timer_c, key)
         self._run(events)
 
-    def _authorize_call(self, key: object, req: Request, source: Peer) -> bool:
+    def _authorize_call(self, key: TxKey, req: Request, source: Peer) -> bool:
         """Out-of-dialog requests: local identities must authenticate (no impersonation);
         anyone may call a local user; routes beyond the PBX need a local user or a trusted
         source."""
@@ -518,7 +520,7 @@ class SipServer:
             return False
         return any(addr in ipaddress.ip_network(n, strict=False) for n in nets)
 
-    def _timer_c(self, key: object) -> None:
+    def _timer_c(self, key: TxKey) -> None:
         state = self._proxied.get(key)
         if state is None or state.context.final_sent:
             return
@@ -527,7 +529,7 @@ class SipServer:
             if branch.final is None and not branch.provisional:
                 self._send_upstream(state, state.context.branch_failed(branch, 408))
 
-    def _on_cancel(self, key: object, req: Request) -> None:
+    def _on_cancel(self, key: TxKey, req: Request) -> None:
         invite_key = self.layer.find_invite_for_cancel(req)
         state = self._proxied.get(invite_key) if invite_key is not None else None
         if state is None:
@@ -551,14 +553,14 @@ class SipServer:
             h.add("To", fwd.headers.get("To") or "")
             h.add("Call-ID", fwd.call_id)
             h.add("CSeq", f"{fwd.cseq.seq} CANCEL")
-            peer = self._branch_peer.get(branch.key)
+            peer = self._branch_peer.get(branch.key)  # type: ignore[call-overload]
             if peer is None:
                 continue
-            ckey, evs = self.layer.send_request(cancel, peer, now)
+            _, evs = self.layer.send_request(cancel, peer, now)
             events.extend(evs)
         self._run(events)
 
-    def _on_branch_response(self, ckey: object, resp: Response) -> None:
+    def _on_branch_response(self, ckey: TxKey, resp: Response) -> None:
         state = self._branch_owner.get(ckey)
         if state is None:
             return  # response to a CANCEL we sent, or to a finished context
@@ -575,14 +577,14 @@ class SipServer:
                 state.timer_c.cancel()
             self._run(self.layer.respond(state.server_key, resp, now))
 
-    def _on_branch_failed(self, ckey: object, status: int) -> None:
+    def _on_branch_failed(self, ckey: TxKey, status: int) -> None:
         state = self._branch_owner.get(ckey)
         if state is None:
             return
         branch = state.branches[ckey]
         self._send_upstream(state, state.context.branch_failed(branch, status))
 
-    def _on_terminated(self, key: object) -> None:
+    def _on_terminated(self, key: TxKey) -> None:
         state = self._branch_owner.pop(key, None)
         self._branch_peer.pop(key, None)
         if state is not None:
