@@ -7,15 +7,19 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test setup debs lint typecheck unit interop bench clean
+.PHONY: run test setup ext debs lint typecheck unit interop bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py cext/build.py cext/*.c cext/*.h
+$(STAMP): pyproject.toml setup.py cext/build.py cext/*.c cext/*.h cext/*.cdef
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
+
+# Rebuild the C kernels after editing cext/ (serialised, several shells may ask at once).
+ext: setup
+	flock $(VENV)/.build-lock $(PY) -m pip install -q --no-deps -e .
 
 debs:
 	@sh scripts/install-debs.sh

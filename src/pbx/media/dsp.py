@@ -6,8 +6,9 @@ print it. The Python functions here are the readable reference the C code is che
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from pbx.media._native import IMPLEMENTATION as _IMPL
+from pbx.media._native import ffi as _ffi
+from pbx.media._native import lib as _lib
 
 __all__ = [
     "IMPLEMENTATION",
@@ -102,21 +103,9 @@ def py_alaw_decode(data: bytes) -> bytes:
     return _from_samples([_ALAW_DECODE_TABLE[c] for c in data])
 
 
-def _load_c() -> Any:
-    if os.environ.get("PBX_NO_EXTENSIONS", "") not in ("", "0"):
-        return None
-    try:
-        from pbx import _dsp  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return _dsp
+IMPLEMENTATION: str = _IMPL
 
-
-_C = _load_c()
-IMPLEMENTATION: str = "c" if _C is not None else "py"
-
-if _C is not None:
-    _ffi, _lib = _C.ffi, _C.lib
+if _lib is not None:
 
     def ulaw_encode(pcm: bytes) -> bytes:
         """Little-endian int16 PCM to G.711 mu-law bytes (C kernel)."""
