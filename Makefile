@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml setup.py cext/build.py cext/*.c cext/*.h cext/*.cdef
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,bench,speed]'
 	touch $(STAMP)
 
 # Rebuild the C kernels after editing cext/ (serialised, several shells may ask at once).
