@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -63,9 +64,22 @@ def _serve(path: str, log_level: str | None) -> int:
     if config is None:
         return 2
     setup_logging(log_level or config.log_level, config.log_format)
+    profile = os.environ.get("PBX_PROFILE")  # developer aid: cProfile stats written at exit
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_serve_until_signal(config))
+            if profiler is not None:
+                profiler.enable()
+            try:
+                runner.run(_serve_until_signal(config))
+            finally:
+                if profiler is not None and profile:
+                    profiler.disable()
+                    profiler.dump_stats(profile)
     except KeyboardInterrupt:  # SIGINT before our handlers were in place
         return 130
     except ConfigError as exc:

@@ -9,11 +9,12 @@ decisions come from ``pbx.sip.proxy``, registrations from ``pbx.sip.registrar``,
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import ipaddress
 import logging
+import math
 import os
-import secrets
 import ssl
 import time
 from collections.abc import Sequence
@@ -96,7 +97,9 @@ class SipServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._own_hosts: set[str] = {sip.domain.lower(), *_LOCAL_NAMES}
         self._own_sent_by: set[tuple[str, int]] = set()
+        self._own_ports: set[int] = set()
         self._counter = 0
+        self._pool = b""
         self.stats: dict[str, int] = {"parse_errors": 0, "requests": 0, "responses": 0}
 
     def _ssl_context(self) -> ssl.SSLContext | None:
@@ -122,6 +125,7 @@ class SipServer:
             self._own_hosts.add(bare.lower())
             self._own_hosts.add(format_host(bare).lower())
             self._own_sent_by.add((bare, port))
+            self._own_ports.add(port)
             log.info("listening on %s:%s:%d", spec.transport, format_host(bare), port)
         self._flush_task = asyncio.create_task(self._flush_loop())
 
@@ -147,8 +151,7 @@ class SipServer:
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, set()
-        for aor in dirty:
-            await self.location.save(aor, list(self.bindings.get(aor, [])))
+        await self.location.save_many({aor: list(self.bindings.get(aor, [])) for aor in dirty})
 
     # Event plumbing ---------------------------------------------------------------------------
     def _now(self) -> float:
@@ -215,6 +218,9 @@ class SipServer:
         if self._timer is not None:
             self._timer.cancel()
         assert self._loop is not None
+        # Timers are served on a 10 ms grid: one wake-up fires every timer due in it, instead
+        # of one loop callback per transaction under load (SIP timers are hundreds of ms).
+        deadline = math.ceil(deadline * 100.0) / 100.0
         self._timer_at = deadline
         self._timer = self._loop.call_at(deadline, self._fire)
 
@@ -224,9 +230,18 @@ class SipServer:
         self._run(self.layer.on_timer(self._now()))
 
     # Helpers ------------------------------------------------------------------------------------
+    def _random(self, n: int) -> bytes:
+        """``n`` bytes from the OS CSPRNG, drawn 4 KiB at a time (one syscall per ~500 ids)."""
+        pool = self._pool
+        if len(pool) < n:
+            pool = os.urandom(4096)
+        self._pool = pool[n:]
+        return pool[:n]
+
     def _next_id(self) -> str:
+        """A tag or branch suffix: a counter (unique) and 32 random bits (unguessable)."""
         self._counter += 1
-        return f"{self._counter:x}{secrets.token_hex(4)}"
+        return f"{self._counter:x}{self._random(4).hex()}"
 
     def _reply(self, key: TxKey, req: Request, status: int, reason: str | None = None,
                headers: list[tuple[str, str]] | None = None, body: bytes = b"") -> None:
@@ -262,7 +277,7 @@ class SipServer:
             return False
         if uri.port is None or host == self.config.sip.domain.lower():
             return True
-        return any(port == uri.port for _, port in self._own_sent_by)
+        return uri.port in self._own_ports
 
     def _local_via(self, transport: str, towards: str) -> tuple[str, int]:
         addr = self.transport.local_address(transport, towards)
@@ -336,7 +351,7 @@ class SipServer:
 
     # Registrar ----------------------------------------------------------------------------------
     def _challenge(self, key: TxKey, req: Request, stale: bool = False, proxy: bool = False) -> None:
-        values = self.digest.challenge(self._now_wall(), os.urandom(8), stale=stale)
+        values = self.digest.challenge(self._now_wall(), self._random(8), stale=stale)
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         self._reply(key, req, 407 if proxy else 401, headers=[(name, v) for v in values])
 
@@ -644,10 +659,23 @@ def _parse_peer(text: str) -> Peer | None:
         return None
 
 
+def _tune_gc() -> None:
+    """Keep the cyclic collector off the hot path.
+
+    Start-up objects (config, users, compiled patterns) are frozen out of collection, and the
+    young-generation threshold raised: per-message garbage is freed by reference counting, so
+    frequent young collections only cost time (py-spy showed ~30 % of CPU in them under load).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 async def serve(config: Config) -> None:
     """Run the reference PBX until cancelled."""
     server = SipServer(config)
     await server.start()
+    _tune_gc()
     try:
         await asyncio.Event().wait()
     finally:

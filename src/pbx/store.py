@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -87,16 +87,21 @@ class SqliteLocationStore:
                 for contact, expires_at, q, call_id, cseq, source, instance, reg_id, path in rows]
 
     async def save(self, aor: str, bindings: list[Binding]) -> None:
-        check_aor(aor, bindings)
+        await self.save_many({aor: bindings})
+
+    async def save_many(self, items: Mapping[str, list[Binding]]) -> None:
+        for aor, bindings in items.items():
+            check_aor(aor, bindings)
+        if not items:
+            return
         db = self._conn
         db.execute("BEGIN")
         try:
-            db.execute("DELETE FROM binding WHERE aor = ?", (aor,))
-            if bindings:
-                db.executemany(_INSERT, [
-                    (aor, i, b.contact, b.expires_at, b.q, b.call_id, b.cseq, b.source,
-                     b.instance, b.reg_id, json.dumps(list(b.path)))
-                    for i, b in enumerate(bindings)])
+            db.executemany("DELETE FROM binding WHERE aor = ?", [(aor,) for aor in items])
+            db.executemany(_INSERT, [
+                (aor, i, b.contact, b.expires_at, b.q, b.call_id, b.cseq, b.source,
+                 b.instance, b.reg_id, json.dumps(list(b.path)) if b.path else "[]")
+                for aor, bindings in items.items() for i, b in enumerate(bindings)])
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:

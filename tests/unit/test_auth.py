@@ -416,3 +416,15 @@ def _replace(creds: Credentials, **change: str) -> Credentials:
     fields = {name: getattr(creds, name) for name in Credentials.__dataclass_fields__}
     fields.update(change)
     return Credentials(**fields)
+
+
+@pytest.mark.parametrize("realm", ["pbx.local", "NNNNNNNNNNNNNNNNNNNNNNNNNN realm"])
+@pytest.mark.parametrize("stale", [False, True])
+def test_challenge_fast_path_equals_the_challenge_object(realm: str, stale: bool) -> None:
+    server = DigestServer(realm, b"k" * 32, algorithms=("SHA-256", "MD5"), opaque="op")
+    values = server.challenge(1000.0, b"12345678", stale=stale)
+    nonce = parse_challenge(values[0]).nonce
+    assert values == [str(Challenge(realm, nonce, algorithm=name, qop=("auth",),
+                                         opaque="op", stale=stale))
+                      for name in ("SHA-256", "MD5")]
+    assert [parse_challenge(v).stale for v in values] == [stale, stale]

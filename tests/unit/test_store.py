@@ -66,6 +66,21 @@ def test_save_replaces_the_whole_set_and_empty_deletes(store: LocationStore) -> 
     assert run(store.load("sip:1002@pbx.local")) == [other]
 
 
+def test_save_many_writes_every_aor_at_once_and_refuses_a_mixed_set(
+        store: LocationStore) -> None:
+    b1 = binding("sip:1001@10.0.0.1")
+    b2 = binding("sip:1002@10.0.0.2", aor="sip:1002@pbx.local")
+    run(store.save(AOR, [binding("sip:1001@10.0.0.7")]))
+    run(store.save_many({AOR: [b1], "sip:1002@pbx.local": [b2], "sip:1003@pbx.local": []}))
+    assert run(store.load(AOR)) == [b1]
+    assert run(store.load("sip:1002@pbx.local")) == [b2]
+    assert run(store.all_aors()) == [AOR, "sip:1002@pbx.local"]
+    with pytest.raises(ValueError):
+        run(store.save_many({AOR: [b1], "sip:1003@pbx.local": [b1]}))
+    assert run(store.load(AOR)) == [b1]          # nothing of the refused batch was written
+    assert run(store.load("sip:1003@pbx.local")) == []
+
+
 def test_stored_bindings_are_copies(store: LocationStore) -> None:
     b = binding()
     run(store.save(AOR, [b]))

@@ -109,9 +109,9 @@ _NC_RE = re.compile(r"[0-9A-Fa-f]{8}")
 # LWS may contain folded line breaks if the caller did not unfold them.
 _LWS = r"(?:[ \t]|\r?\n[ \t])*"
 _SCHEME_RE = re.compile(rf"{_LWS}({TOKEN})(?:[ \t]|\r?\n[ \t])+")
-_PARAM_RE = re.compile(rf"({TOKEN}){_LWS}={_LWS}({TOKEN}|{QUOTED})")
-_COMMA_RE = re.compile(rf"{_LWS},{_LWS}")
 _END_RE = re.compile(_LWS)
+# One parameter and the comma after it (group 3 set) in a single match: the common case.
+_ITEM_RE = re.compile(rf"({TOKEN}){_LWS}={_LWS}({TOKEN}|{QUOTED}){_LWS}(,{_LWS})?")
 
 _CRED_FIELDS = ("username", "realm", "nonce", "uri", "response", "algorithm", "cnonce", "opaque",
                 "qop", "nc")
@@ -295,19 +295,19 @@ def _parse_params(value: str, what: str) -> dict[str, str]:
         raise ParseError(f"{what} is not a Digest header value", data=value)
     params: dict[str, str] = {}
     pos = m.end()
+    match = _ITEM_RE.match
     while True:
-        m = _PARAM_RE.match(value, pos)
+        m = match(value, pos)
         if m is None:
             raise ParseError(f"bad parameter in {what} at offset {pos}", data=value)
-        name, raw = m.group(1).lower(), m.group(2)
+        name, raw, comma = m.groups()
+        name = name.lower()
         if name in params:
             raise ParseError(f"duplicate parameter {name!r} in {what}", data=value)
         params[name] = unquote(raw) if raw[0] == '"' else raw
         pos = m.end()
-        m = _COMMA_RE.match(value, pos)
-        if m is None:
+        if comma is None:
             break
-        pos = m.end()
     if _END_RE.fullmatch(value, pos) is None:
         raise ParseError(f"junk after parameters in {what} at offset {pos}", data=value)
     return params
@@ -373,7 +373,7 @@ class NonceManager:
 
     def _mac(self, stamp: bytes, salt: bytes) -> bytes:
         msg = b"pbx-digest-nonce\x00" + stamp + bytes([len(salt)]) + salt + self._realm
-        return hmac.new(self._key, msg, hashlib.sha256).digest()[:_MAC_LEN]
+        return hmac.digest(self._key, msg, "sha256")[:_MAC_LEN]
 
     def make(self, now: float, salt: bytes) -> str:
         """A new nonce created at ``now``."""
@@ -449,13 +449,32 @@ class DigestServer:
         # (username, nonce) -> (highest nc accepted, nonce creation time), least recent first.
         self._seen: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
         self._evicted_upto = -math.inf
+        self._templates: dict[bool, list[tuple[str, str]]] = {}
 
     def challenge(self, now: float, salt: bytes, stale: bool = False) -> list[str]:
         """One WWW-Authenticate (or Proxy-Authenticate) value per offered algorithm."""
         nonce = self._nonces.make(now, salt)
-        return [str(Challenge(self.realm, nonce, algorithm=name, qop=("auth",),
-                              opaque=self.opaque, stale=stale))
-                for name in self.algorithms]
+        templates = self._templates.get(stale)
+        if templates is None:
+            templates = self._templates[stale] = self._make_templates(stale)
+        if not templates:  # the realm or opaque happened to contain the placeholder
+            return [str(Challenge(self.realm, nonce, algorithm=name, qop=("auth",),
+                                  opaque=self.opaque, stale=stale))
+                    for name in self.algorithms]
+        return [head + nonce + tail for head, tail in templates]
+
+    def _make_templates(self, stale: bool) -> list[tuple[str, str]]:
+        """Each offered challenge split around its nonce, so a challenge costs one concat."""
+        mark = "N" * 24  # not hex: never a nonce of ours
+        out = []
+        for name in self.algorithms:
+            text = str(Challenge(self.realm, mark, algorithm=name, qop=("auth",),
+                                 opaque=self.opaque, stale=stale))
+            if text.count(mark) != 1:
+                return []
+            head, _, tail = text.partition(mark)
+            out.append((head, tail))
+        return out
 
     def verify(self, method: str, creds: Credentials, ha1: str | None,
                now: float) -> AuthResult:

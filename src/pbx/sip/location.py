@@ -8,6 +8,7 @@ single source of truth for what an AoR's bindings are.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -50,6 +51,10 @@ class LocationStore(Protocol):
         """
         ...
 
+    async def save_many(self, items: Mapping[str, list[Binding]]) -> None:
+        """``save`` for several AoRs at once (one transaction where the store has them)."""
+        ...
+
     async def all_aors(self) -> list[str]:
         """Every AoR with at least one stored binding."""
         ...
@@ -85,6 +90,12 @@ class MemoryLocationStore:
             self._data[aor] = [replace(b) for b in bindings]
         else:
             self._data.pop(aor, None)
+
+    async def save_many(self, items: Mapping[str, list[Binding]]) -> None:
+        for aor, bindings in items.items():
+            check_aor(aor, bindings)
+        for aor, bindings in items.items():
+            await self.save(aor, bindings)
 
     async def all_aors(self) -> list[str]:
         return sorted(self._data)

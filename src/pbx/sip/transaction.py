@@ -208,11 +208,11 @@ class _Tx:
                  "match", "peer", "reliable", "request", "skeleton", "state", "timers", "to_tag",
                  "to_tags")
 
-    def __init__(self, key: TxKey, request: Request, peer: Peer, state: State) -> None:
+    def __init__(self, key: TxKey, request: Request | None, peer: Peer, state: State) -> None:
         self.key = key
         self.client = key.role == "client"
         self.invite = key.method == "INVITE"
-        self.request = request
+        self.request = request                   # client only: what (re)transmissions send
         self.peer = peer
         self.reliable = peer.reliable
         self.state = state
@@ -315,6 +315,7 @@ class TransactionLayer:
                 self._arm(tx, "M", now + self.timers.timeout)
             else:
                 self._clear(tx)
+                assert tx.request is not None
                 tx.ack = _ack_for(tx.request, resp)
                 tx.state = State.COMPLETED
                 out.append(Send(tx.ack, tx.peer))
@@ -446,7 +447,9 @@ class TransactionLayer:
         method = req.method
         key = self._key("server", method, branch)
         invite = method == "INVITE"
-        tx = _Tx(key, req, response_destination(req, source),
+        # The request is not kept: a server transaction needs only its keys and last response,
+        # and holding every parsed request for Timer J's 32 s is most of the live heap.
+        tx = _Tx(key, None, response_destination(req, source),
                  State.PROCEEDING if invite else State.TRYING)
         self._txs[key] = tx
         if branch.startswith(MAGIC_COOKIE):
@@ -537,10 +540,12 @@ class TransactionLayer:
     def _fire(self, tx: _Tx, name: str, now: float, out: list[Event]) -> None:
         t = self.timers
         if name == "A":                      # INVITE retransmit, doubling without a cap
+            assert tx.request is not None
             out.append(Send(tx.request, tx.peer))
             tx.interval *= 2
             self._arm(tx, "A", now + tx.interval)
         elif name == "E":                    # non-INVITE retransmit, doubling up to T2
+            assert tx.request is not None
             out.append(Send(tx.request, tx.peer))
             tx.interval = t.t2 if tx.state is State.PROCEEDING else min(2 * tx.interval, t.t2)
             self._arm(tx, "E", now + tx.interval)
