@@ -64,6 +64,10 @@ class SipConfig:
     server_header: str = "pbx"
     max_message_size: int = 65535
     trusted: tuple[str, ...] = ()
+    # Offered in this order, one challenge each (RFC 8760 §2.4). MD5 alone by default: SIPp 3.6
+    # and baresip 1.0 answer the topmost challenge whatever its algorithm, and know only MD5.
+    auth_algorithms: tuple[str, ...] = ("MD5",)
+    max_contacts: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +375,7 @@ _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a b
 _TOP_KEYS = ("sip", "store", "users", "routes", "log")
 _SIP_KEYS = ("listen", "domain", "realm", "tls_cert", "tls_key", "t1", "t2", "t4", "nonce_ttl",
              "min_expires", "max_expires", "default_expires", "server_header",
-             "max_message_size", "trusted")
+             "max_message_size", "trusted", "auth_algorithms", "max_contacts")
 _STORE_KEYS = ("path",)
 _USER_KEYS = ("user", "password", "ha1", "ha1_sha256")
 _ROUTE_KEYS = ("match", "to")
@@ -464,7 +468,7 @@ class _Builder:
         store_path: str = self._get(store, "path", str, ("store",), "pbx.sqlite3")
         if not store_path:
             raise self.fail("must not be empty", ("store", "path"))
-        users = self._users(self._array_of_tables(doc, "users"), sip.realm)
+        users = self._users(self._array_of_tables(doc, "users"), sip.realm, sip.auth_algorithms)
         routes = self._routes(self._array_of_tables(doc, "routes"))
         log = self._table(doc, "log")
         self._check_keys(log, _LOG_KEYS, ("log",))
@@ -528,11 +532,23 @@ class _Builder:
                 trusted.append(str(ipaddress.ip_network(str(net), strict=False)))
             except ValueError:
                 raise self.fail(f"not an IP network: {net!r}", (*at, "trusted")) from None
-        return SipConfig(trusted=tuple(trusted), listen=tuple(listen), domain=domain, realm=realm, tls_cert=tls_cert,
-                         tls_key=tls_key, t1=t1, t2=t2, t4=t4, nonce_ttl=nonce_ttl,
-                         min_expires=min_expires, max_expires=max_expires,
+        algorithms_raw = self._get(sip, "auth_algorithms", list, at, ["MD5"])
+        algorithms: list[str] = []
+        for name in algorithms_raw:
+            canonical = {"MD5": "MD5", "SHA-256": "SHA-256"}.get(str(name).upper())
+            if canonical is None or canonical in algorithms:
+                raise self.fail(f"expected distinct \"MD5\" / \"SHA-256\", got {name!r}",
+                                (*at, "auth_algorithms"))
+            algorithms.append(canonical)
+        if not algorithms:
+            raise self.fail("must name at least one algorithm", (*at, "auth_algorithms"))
+        max_contacts = self._int(sip, "max_contacts", at, 10, 1, 1000)
+        return SipConfig(trusted=tuple(trusted), listen=tuple(listen), domain=domain,
+                         realm=realm, tls_cert=tls_cert, tls_key=tls_key, t1=t1, t2=t2, t4=t4,
+                         nonce_ttl=nonce_ttl, min_expires=min_expires, max_expires=max_expires,
                          default_expires=default_expires, server_header=server.strip(),
-                         max_message_size=size)
+                         max_message_size=size, auth_algorithms=tuple(algorithms),
+                         max_contacts=max_contacts)
 
     def _listen(self, spec: str, where: KeyPath) -> Listen:
         transport, colon, rest = spec.partition(":")
@@ -573,7 +589,8 @@ class _Builder:
             raise self.fail(f"not a valid host name or IP address: {domain!r}",
                             ("sip", "domain")) from None
 
-    def _users(self, entries: list[Any], realm: str) -> tuple[User, ...]:
+    def _users(self, entries: list[Any], realm: str,
+               algorithms: tuple[str, ...] = ("MD5",)) -> tuple[User, ...]:
         users: list[User] = []
         seen: set[str] = set()
         realm_b = realm.encode()
@@ -607,6 +624,13 @@ class _Builder:
             else:
                 md5 = self._hex(md5, 32, (*at, "ha1"), "MD5")
                 sha = self._hex(sha, 64, (*at, "ha1_sha256"), "SHA-256")
+                usable = ("MD5" in algorithms and md5 is not None) or (
+                    "SHA-256" in algorithms and sha is not None)
+                if not usable:
+                    which = "ha1" if md5 is not None else "ha1_sha256"
+                    raise self.fail("no HA1 for any algorithm in [sip] auth_algorithms "
+                                    f"({', '.join(algorithms)}): this user could never log in",
+                                    (*at, which))
             users.append(User(name, md5, sha))
         return tuple(users)
 

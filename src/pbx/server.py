@@ -44,7 +44,7 @@ from pbx.sip.transaction import (
     TxKey,
 )
 from pbx.sip.transport import TransportLayer, TransportLimits
-from pbx.sip.uri import SipUri, Uri, format_host, parse_uri
+from pbx.sip.uri import SipUri, Uri, format_host, parse_host, parse_uri
 from pbx.store import MemoryUserStore, SqliteLocationStore
 
 __all__ = ["SipServer", "serve"]
@@ -81,11 +81,11 @@ class SipServer:
         self.transport.on_unreachable = self._on_unreachable  # type: ignore[method-assign]
         self.layer = TransactionLayer(Timers(t1=sip.t1, t2=sip.t2, t4=sip.t4))
         secret = os.urandom(32)
-        # MD5 only for now: SIPp 3.6 and baresip 1.0 fail on a SHA-256 challenge (RFC 8760 order).
         self.digest = auth.DigestServer(sip.realm, secret, sip.nonce_ttl,
-                                        algorithms=("MD5",))
+                                        algorithms=sip.auth_algorithms)
         self.policy = RegistrarPolicy(min_expires=sip.min_expires, max_expires=sip.max_expires,
-                                      default_expires=sip.default_expires)
+                                      default_expires=sip.default_expires,
+                                      max_contacts=sip.max_contacts)
         self.bindings: dict[str, list[Binding]] = {}
         self._dirty: set[str] = set()
         self._flush_task: asyncio.Task[None] | None = None
@@ -98,6 +98,8 @@ class SipServer:
         self._own_hosts: set[str] = {sip.domain.lower(), *_LOCAL_NAMES}
         self._own_sent_by: set[tuple[str, int]] = set()
         self._own_ports: set[int] = set()
+        self._domain_host = parse_host(sip.domain)
+        self._aors: dict[str, str] = {}
         self._counter = 0
         self._pool = b""
         self.stats: dict[str, int] = {"parse_errors": 0, "requests": 0, "responses": 0}
@@ -212,15 +214,16 @@ class SipServer:
 
     def _arm(self) -> None:
         deadline = self.layer.next_deadline()
-        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline
-                                and self._timer is not None):
+        if deadline is None:
+            return
+        # Timers are served on a 10 ms grid: one wake-up fires every timer due in it, instead
+        # of one loop callback per transaction under load (SIP timers are hundreds of ms).
+        deadline = math.ceil(deadline * 100.0) / 100.0
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
             return
         if self._timer is not None:
             self._timer.cancel()
         assert self._loop is not None
-        # Timers are served on a 10 ms grid: one wake-up fires every timer due in it, instead
-        # of one loop callback per transaction under load (SIP timers are hundreds of ms).
-        deadline = math.ceil(deadline * 100.0) / 100.0
         self._timer_at = deadline
         self._timer = self._loop.call_at(deadline, self._fire)
 
@@ -268,6 +271,15 @@ class SipServer:
             h.add(name, value)
         resp.body = body
         return resp
+
+    def _aor(self, user: str) -> str:
+        """The canonical AoR of a local user (escaping as ``registrar.aor_for`` does)."""
+        aor = self._aors.get(user)
+        if aor is None:
+            aor = str(SipUri(self._domain_host, user))
+            if len(self._aors) < 100_000:
+                self._aors[user] = aor
+        return aor
 
     def _is_own_uri(self, uri: Uri) -> bool:
         if not isinstance(uri, SipUri):
@@ -350,8 +362,15 @@ class SipServer:
             req.headers.remove_first_value("Route")
 
     # Registrar ----------------------------------------------------------------------------------
-    def _challenge(self, key: TxKey, req: Request, stale: bool = False, proxy: bool = False) -> None:
-        values = self.digest.challenge(self._now_wall(), self._random(8), stale=stale)
+    def _challenge(self, key: TxKey, req: Request, stale: bool = False, proxy: bool = False,
+                   user: str | None = None) -> None:
+        """401/407 with one challenge per offered algorithm the user has an HA1 for."""
+        algorithms = None
+        if user is not None:
+            algorithms = tuple(a for a in self.digest.algorithms
+                               if self.users.get_ha1(user, a) is not None) or None
+        values = self.digest.challenge(self._now_wall(), self._random(8), stale=stale,
+                                       algorithms=algorithms)
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         self._reply(key, req, 407 if proxy else 401, headers=[(name, v) for v in values])
 
@@ -374,7 +393,7 @@ class SipServer:
                 creds = c
                 break
         if creds is None:
-            self._challenge(key, req, proxy=proxy)
+            self._challenge(key, req, proxy=proxy, user=user)
             return False
         if creds.username != user:
             self._reply(key, req, 403, "Credentials Do Not Match")
@@ -384,9 +403,9 @@ class SipServer:
         if result is auth.AuthResult.OK:
             return True
         if result is auth.AuthResult.STALE:
-            self._challenge(key, req, stale=True, proxy=proxy)
+            self._challenge(key, req, stale=True, proxy=proxy, user=user)
         elif result is auth.AuthResult.REPLAY:
-            self._challenge(key, req, proxy=proxy)
+            self._challenge(key, req, proxy=proxy, user=user)
         else:
             self._reply(key, req, 403)
         return False
@@ -398,14 +417,14 @@ class SipServer:
             return
         user = to_uri.user
         if to_uri.host_bare.lower() not in self._own_hosts:
-            self._reply(key, req, 403, "Not Our Domain")
+            self._reply(key, req, 404)  # §10.3 step 5: the AoR is not valid for our domain
             return
         if self.users.get_ha1(user, "MD5") is None and self.users.get_ha1(user, "SHA-256") is None:
             self._reply(key, req, 404)
             return
         if not self._authenticate(key, req, user):
             return
-        aor = f"sip:{user}@{self.config.sip.domain}"
+        aor = self._aor(user)
         current = self.bindings.get(aor, [])
         result = handle_register(req, aor, current, source, self._now_wall(), self.policy)
         if result.status == 200 and result.changed:
@@ -414,8 +433,7 @@ class SipServer:
             else:
                 self.bindings.pop(aor, None)
             self._dirty.add(aor)
-        self._reply(key, req, result.status, None if result.status != 200 else "OK",
-                    headers=result.response_headers)
+        self._reply(key, req, result.status, result.reason, headers=result.response_headers)
 
     # Proxy ------------------------------------------------------------------------------------
     def _targets(self, req: Request) -> tuple[list[tuple[Uri, Peer | None]], int]:
@@ -432,7 +450,7 @@ class SipServer:
         known = (self.users.get_ha1(user, "MD5") is not None
                  or self.users.get_ha1(user, "SHA-256") is not None)
         if known:
-            aor = f"sip:{user}@{self.config.sip.domain}"
+            aor = self._aor(user)
             live = lookup_targets(self.bindings.get(aor, []), self._now_wall())
             if not live:
                 return [], 480
@@ -634,20 +652,12 @@ class SipServer:
         self.transport.send(bytes(fwd), peer)
 
     def _forward_stray(self, resp: Response) -> None:
-        """A response no transaction wants (2xx retransmission after ours ended): §16.11."""
-        vias = resp.vias
-        if len(vias) < 2:
-            return
-        top = vias[0]
-        if (top.host_bare, top.port or 5060) not in self._own_sent_by:
-            return
-        out = resp.copy()
-        out.headers.remove_first_value("Via")
-        nxt = vias[1]
-        host = nxt.params.get("received") or nxt.host_bare
-        rport = nxt.params.get("rport")
-        port = int(rport) if rport else (nxt.port or 5060)
-        self.transport.send(bytes(out), Peer(nxt.transport.lower(), host.strip("[]"), port))
+        """A response no client transaction matches is dropped (RFC 6026 §8.9, replacing the
+        stateless forwarding of RFC 3261 §16.7): 2xx retransmissions are absorbed by the
+        INVITE client transaction's Accepted state, so anything else here is spurious."""
+        self.stats["stray_responses"] = self.stats.get("stray_responses", 0) + 1
+        log.debug("dropped a response matching no transaction: %s %s", resp.status,
+                  resp.headers.get("Call-ID"))
 
 
 def _parse_peer(text: str) -> Peer | None:

@@ -120,7 +120,8 @@ def write_config(path: Path, *, port: int, transports: Sequence[str] = ("udp", "
                  domain: str = DOMAIN, nonce_ttl: int = 300, t1: float = 0.5,
                  users: Mapping[str, str] | None = None,
                  routes: Iterable[tuple[str, str]] = (), log_level: str = "info",
-                 sip_extra: Mapping[str, object] | None = None) -> Path:
+                 sip_extra: Mapping[str, object] | None = None,
+                 extra_users: Mapping[str, Mapping[str, str]] | None = None) -> Path:
     """Write a ``pbx serve`` TOML config to ``path`` (the store file sits next to it)."""
     users = {"1001": "secret1001", "1002": "secret1002"} if users is None else users
     sip: dict[str, object] = {
@@ -136,6 +137,9 @@ def write_config(path: Path, *, port: int, transports: Sequence[str] = ("udp", "
     lines += ["", "[store]", 'path = "pbx.sqlite3"', "", "[log]", f"level = {_toml_str(log_level)}"]
     for user, password in users.items():
         lines += ["", "[[users]]", f"user = {_toml_str(user)}", f"password = {_toml_str(password)}"]
+    for user, fields in (extra_users or {}).items():   # e.g. {"ha1_sha256": "..."}
+        lines += ["", "[[users]]", f"user = {_toml_str(user)}"]
+        lines += [f"{k} = {_toml_str(v)}" for k, v in fields.items()]
     for match, to in routes:
         lines += ["", "[[routes]]", f"match = {_toml_str(match)}", f"to = {_toml_str(to)}"]
     path.write_text("\n".join(lines) + "\n")

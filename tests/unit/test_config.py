@@ -120,13 +120,33 @@ def test_password_is_hashed_with_realm_and_never_kept() -> None:
 def test_ha1_values_are_kept_lower_case() -> None:
     md5 = "0123456789ABCDEF0123456789abcdef"
     sha = "ab" * 32
-    config = _parse(HEAD + f'[[users]]\nuser = "a"\nha1 = "{md5}"\n'
+    head = HEAD.replace("[sip]\n", '[sip]\nauth_algorithms = ["SHA-256", "MD5"]\n')
+    config = _parse(head + f'[[users]]\nuser = "a"\nha1 = "{md5}"\n'
                     f'[[users]]\nuser = "b"\nha1_sha256 = "{sha}"\n'
                     f'[[users]]\nuser = "c"\nha1 = "{md5}"\nha1_sha256 = "{sha}"\n')
     a, b, c = config.users
     assert (a.ha1_md5, a.ha1_sha256) == (md5.lower(), None)
     assert (b.ha1_md5, b.ha1_sha256) == (None, sha)
     assert (c.ha1_md5, c.ha1_sha256) == (md5.lower(), sha)
+
+
+def test_auth_algorithms_and_max_contacts() -> None:
+    sip = _parse(HEAD).sip
+    assert (sip.auth_algorithms, sip.max_contacts) == (("MD5",), 10)
+    head = HEAD + 'auth_algorithms = ["sha-256", "md5"]\nmax_contacts = 3\n'
+    sip = _parse(head).sip
+    assert (sip.auth_algorithms, sip.max_contacts) == (("SHA-256", "MD5"), 3)
+    for bad in ('["SHA-512"]', '["MD5", "md5"]', "[]"):
+        err = _error(HEAD + f"auth_algorithms = {bad}\n")
+        assert (err.key, err.line) == ("sip.auth_algorithms", 4), err
+    err = _error(HEAD + "max_contacts = 0\n")
+    assert err.key == "sip.max_contacts"
+
+
+def test_a_user_without_a_usable_ha1_is_refused() -> None:
+    err = _error(HEAD + f'[[users]]\nuser = "b"\nha1_sha256 = "{"ab" * 32}"\n')
+    assert (err.key, err.line) == ("users[0].ha1_sha256", 6), err
+    assert "auth_algorithms" in str(err)
 
 
 def test_users_as_inline_tables() -> None:

@@ -449,25 +449,34 @@ class DigestServer:
         # (username, nonce) -> (highest nc accepted, nonce creation time), least recent first.
         self._seen: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
         self._evicted_upto = -math.inf
-        self._templates: dict[bool, list[tuple[str, str]]] = {}
+        self._templates: dict[tuple[bool, tuple[str, ...]], list[tuple[str, str]]] = {}
 
-    def challenge(self, now: float, salt: bytes, stale: bool = False) -> list[str]:
-        """One WWW-Authenticate (or Proxy-Authenticate) value per offered algorithm."""
+    def challenge(self, now: float, salt: bytes, stale: bool = False,
+                  algorithms: Sequence[str] | None = None) -> list[str]:
+        """One WWW-Authenticate (or Proxy-Authenticate) value per offered algorithm.
+
+        ``algorithms`` narrows the offer (e.g. to those the user has an HA1 for); each must be
+        one of ``self.algorithms``; their order is always ours.
+        """
         nonce = self._nonces.make(now, salt)
-        templates = self._templates.get(stale)
+        names = self.algorithms if algorithms is None else tuple(
+            a for a in self.algorithms if a in algorithms)
+        if not names:
+            raise ValueError(f"none of {algorithms!r} is offered")
+        templates = self._templates.get((stale, names))
         if templates is None:
-            templates = self._templates[stale] = self._make_templates(stale)
+            templates = self._templates[(stale, names)] = self._make_templates(stale, names)
         if not templates:  # the realm or opaque happened to contain the placeholder
             return [str(Challenge(self.realm, nonce, algorithm=name, qop=("auth",),
                                   opaque=self.opaque, stale=stale))
-                    for name in self.algorithms]
+                    for name in names]
         return [head + nonce + tail for head, tail in templates]
 
-    def _make_templates(self, stale: bool) -> list[tuple[str, str]]:
+    def _make_templates(self, stale: bool, names: tuple[str, ...]) -> list[tuple[str, str]]:
         """Each offered challenge split around its nonce, so a challenge costs one concat."""
         mark = "N" * 24  # not hex: never a nonce of ours
         out = []
-        for name in self.algorithms:
+        for name in names:
             text = str(Challenge(self.realm, mark, algorithm=name, qop=("auth",),
                                  opaque=self.opaque, stale=stale))
             if text.count(mark) != 1:

@@ -16,6 +16,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from pbx.errors import ParseError
 from pbx.sip.message import KeepAlive, Request, Response, StreamParser, parse_message
@@ -84,12 +85,12 @@ class _Stream(asyncio.Protocol):
         self.partial_since: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check here.
+        self.transport = cast(asyncio.Transport, transport)
         addr = transport.get_extra_info("peername")
         self.peer = Peer(self.name, _host_key(str(addr[0])), int(addr[1]))
         if not self.layer._register(self):
-            transport.abort()
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()
