@@ -31,6 +31,7 @@ ffibuilder.set_source(
     sources=[_rel(s) for s in SOURCES],
     include_dirs=[str(HERE)],
     extra_compile_args=["-O2", "-std=gnu99", "-Wall"],
+    libraries=["m"],
 )
 
 if __name__ == "__main__":
