@@ -68,6 +68,9 @@ class SipConfig:
     # and baresip 1.0 answer the topmost challenge whatever its algorithm, and know only MD5.
     auth_algorithms: tuple[str, ...] = ("MD5",)
     max_contacts: int = 10
+    # Messages per second accepted from one untrusted IP address (bursts up to twice that);
+    # 0 turns the limiter off. Sources in ``trusted`` are never limited.
+    rate_limit: float = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,7 +378,7 @@ _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a b
 _TOP_KEYS = ("sip", "store", "users", "routes", "log")
 _SIP_KEYS = ("listen", "domain", "realm", "tls_cert", "tls_key", "t1", "t2", "t4", "nonce_ttl",
              "min_expires", "max_expires", "default_expires", "server_header",
-             "max_message_size", "trusted", "auth_algorithms", "max_contacts")
+             "max_message_size", "trusted", "auth_algorithms", "max_contacts", "rate_limit")
 _STORE_KEYS = ("path",)
 _USER_KEYS = ("user", "password", "ha1", "ha1_sha256")
 _ROUTE_KEYS = ("match", "to")
@@ -543,12 +546,16 @@ class _Builder:
         if not algorithms:
             raise self.fail("must name at least one algorithm", (*at, "auth_algorithms"))
         max_contacts = self._int(sip, "max_contacts", at, 10, 1, 1000)
+        rate_limit: float = self._get(sip, "rate_limit", float, at, 100.0)
+        if not 0 <= rate_limit <= 1e6:
+            raise self.fail(f"must be >= 0 (0: off) and <= 1e6 messages/s, got {rate_limit}",
+                            (*at, "rate_limit"))
         return SipConfig(trusted=tuple(trusted), listen=tuple(listen), domain=domain,
                          realm=realm, tls_cert=tls_cert, tls_key=tls_key, t1=t1, t2=t2, t4=t4,
                          nonce_ttl=nonce_ttl, min_expires=min_expires, max_expires=max_expires,
                          default_expires=default_expires, server_header=server.strip(),
                          max_message_size=size, auth_algorithms=tuple(algorithms),
-                         max_contacts=max_contacts)
+                         max_contacts=max_contacts, rate_limit=rate_limit)
 
     def _listen(self, spec: str, where: KeyPath) -> Listen:
         transport, colon, rest = spec.partition(":")

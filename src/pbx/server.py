@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import math
 import os
+import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from pbx.sip.location import Binding, LocationStore
 from pbx.sip.message import Request, Response
 from pbx.sip.peer import Peer
 from pbx.sip.proxy import Branch, ResponseContext, check_request, forward_request
+from pbx.sip.ratelimit import RateLimiter
 from pbx.sip.registrar import RegistrarPolicy, handle_register, lookup_targets
 from pbx.sip.transaction import (
     AckReceived,
@@ -80,6 +82,11 @@ class SipServer:
                                         ssl_server=self._ssl_context())
         self.transport.on_unreachable = self._on_unreachable  # type: ignore[method-assign]
         self.layer = TransactionLayer(Timers(t1=sip.t1, t2=sip.t2, t4=sip.t4))
+        self._trusted_nets = [ipaddress.ip_network(n) for n in sip.trusted]
+        self._trusted_cache: dict[str, bool] = {}
+        self.limiter = RateLimiter(sip.rate_limit) if sip.rate_limit > 0 else None
+        if self.limiter is not None:
+            self.transport.admit = self._admit
         secret = os.urandom(32)
         self.digest = auth.DigestServer(sip.realm, secret, sip.nonce_ttl,
                                         algorithms=sip.auth_algorithms)
@@ -100,6 +107,8 @@ class SipServer:
         self._own_ports: set[int] = set()
         self._domain_host = parse_host(sip.domain)
         self._aors: dict[str, str] = {}
+        self._dns: dict[str, tuple[float, str | None]] = {}   # name -> (valid until, address)
+        self._unresolved: set[str] = set()
         self._counter = 0
         self._pool = b""
         self.stats: dict[str, int] = {"parse_errors": 0, "requests": 0, "responses": 0}
@@ -309,14 +318,46 @@ class SipServer:
         if transport not in self.transport.transports:
             return None
         host = uri.params.get("maddr") or uri.host_bare
-        if host.lower() == "localhost":
-            host = "127.0.0.1"
         try:
             host = ipaddress.ip_address(host.strip("[]")).compressed
         except ValueError:
-            return None  # DNS (RFC 3263) is not done on the hot path yet
+            resolved = self._dns_lookup(host)
+            if resolved is None:
+                return None
+            host = resolved
         port = uri.port or (5061 if transport == "tls" else 5060)
         return Peer(transport, host, port)
+
+    # Names (RFC 3263 §4.2 A/AAAA step only: no NAPTR/SRV) -------------------------------------
+    _DNS_TTL = 60.0        # seconds a resolved name is reused
+    _DNS_NEGATIVE_TTL = 10.0
+
+    def _dns_lookup(self, name: str) -> str | None:
+        """The cached address of ``name``; None if unknown (``_unresolved`` collects it)."""
+        entry = self._dns.get(name.lower())
+        if entry is not None and entry[0] > self._now():
+            return entry[1]
+        self._unresolved.add(name.lower())
+        return None
+
+    async def _resolve(self, names: set[str]) -> None:
+        assert self._loop is not None
+        for name in names:
+            try:
+                infos = await asyncio.wait_for(
+                    self._loop.getaddrinfo(name, None, type=socket.SOCK_DGRAM), 5.0)
+                # IPv4 first unless we only listen on IPv6 (a name often has both)
+                v6_only = not any(":" not in h for h, _ in self._own_sent_by)
+                infos.sort(key=lambda i: (i[0] == socket.AF_INET) == v6_only)
+                addr: str | None = str(infos[0][4][0]) if infos else None
+            except (TimeoutError, OSError, UnicodeError):
+                addr = None
+            ttl = self._DNS_TTL if addr else self._DNS_NEGATIVE_TTL
+            if len(self._dns) > 10_000:
+                self._dns.clear()
+            self._dns[name] = (self._now() + ttl, addr)
+            if addr is None:
+                log.info("cannot resolve %s", name)
 
     # Requests ---------------------------------------------------------------------------------
     def _on_request(self, key: TxKey, req: Request, source: Peer) -> None:
@@ -486,11 +527,29 @@ class SipServer:
         in_dialog = req.to.tag is not None
         if not in_dialog and not self._authorize_call(key, req, source):
             return
+        self._route(key, req, source, in_dialog, resolved=False)
+
+    def _route(self, key: TxKey, req: Request, source: Peer, in_dialog: bool,
+               resolved: bool) -> None:
+        """Forward to the targets; a target named by an unresolved host name first waits
+        for its resolution (once), the rest of the server carrying on meanwhile."""
+        self._unresolved = set()
         targets, status = self._targets(req)
+        if self._unresolved and not resolved:
+            names, self._unresolved = self._unresolved, set()
+            if req.method == "INVITE":
+                self._reply(key, req, 100)
+
+            def resume(task: asyncio.Task[None]) -> None:
+                if not task.cancelled():
+                    self._route(key, req, source, in_dialog, resolved=True)
+
+            asyncio.ensure_future(self._resolve(names)).add_done_callback(resume)
+            return
         if status:
             self._reply(key, req, status)
             return
-        if req.method == "INVITE":
+        if req.method == "INVITE" and not resolved:
             self._reply(key, req, 100)
         ctx = ResponseContext(req.method)
         state = _Proxied(key, req, source, ctx)
@@ -546,12 +605,30 @@ class SipServer:
         return False
 
     def _trusted(self, source: Peer) -> bool:
-        nets = self.config.sip.trusted
-        try:
-            addr = ipaddress.ip_address(source.host)
-        except ValueError:
-            return False
-        return any(addr in ipaddress.ip_network(n, strict=False) for n in nets)
+        """Source address in ``[sip] trusted`` (memoised: asked for every message)."""
+        hit = self._trusted_cache.get(source.host)
+        if hit is None:
+            try:
+                addr = ipaddress.ip_address(source.host)
+                hit = any(addr in net for net in self._trusted_nets)
+            except ValueError:
+                hit = False
+            if len(self._trusted_cache) > 65_536:
+                self._trusted_cache.clear()
+            self._trusted_cache[source.host] = hit
+        return hit
+
+    def _admit(self, peer: Peer) -> bool:
+        """The per-source rate limit (DESIGN: in front of everything); trusted are exempt."""
+        assert self.limiter is not None
+        if self._trusted(peer):
+            return True
+        if self.limiter.allow(peer.host, self._now()):
+            return True
+        if self.limiter.dropped % 1000 == 1:
+            log.warning("rate limit: dropping messages from %s (%d dropped so far)",
+                        peer.host, self.limiter.dropped)
+        return False
 
     def _timer_c(self, key: TxKey) -> None:
         state = self._proxied.get(key)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 import socket
+import time
 
 import pytest
 
 from pbx.sip import auth
 from pbx.sip.message import Response, parse_message
 
-from .pbxproc import DOMAIN
+from .pbxproc import DOMAIN, options_ping
 
 pytestmark = pytest.mark.interop
 
@@ -96,3 +97,32 @@ def test_register_for_a_foreign_domain_is_not_found(pbx):
         assert resp.status == 404
         resp = _register(sock, server.port, "nobody", 1, secrets.token_hex(8))
         assert resp.status == 404
+
+
+def test_per_source_rate_limit_drops_a_flood_and_recovers(pbx):
+    """An untrusted source sending far over ``rate_limit`` gets at most burst + rate x time
+    answers; the server stays responsive and answers it again once it slows down."""
+    server = pbx(sip_extra={"trusted": [], "rate_limit": 20})
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        lport = sock.getsockname()[1]
+        start = time.monotonic()
+        for i in range(300):
+            sock.sendto((f"OPTIONS sip:{DOMAIN} SIP/2.0\r\n"
+                         f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bKflood{i}\r\n"
+                         f"From: <sip:f@127.0.0.1>;tag=f\r\nTo: <sip:{DOMAIN}>\r\n"
+                         f"Call-ID: flood{i}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                         "Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", server.port))
+        sent_for = time.monotonic() - start
+        sock.settimeout(0.5)
+        answered = 0
+        try:
+            while True:
+                sock.recv(65535)
+                answered += 1
+        except TimeoutError:
+            pass
+    # burst 40 (less the start-up probes, same address), plus what refills meanwhile
+    assert 30 <= answered <= 40 + 20 * (sent_for + 0.5) + 1, (answered, sent_for)
+    time.sleep(0.2)
+    assert options_ping(server.port) == 200     # another port, same address: tokens are back

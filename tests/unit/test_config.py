@@ -372,3 +372,10 @@ def test_load_config_reads_a_file(tmp_path: Path) -> None:
     config = load_config(file)
     assert config.path == file
     assert config.store_path == tmp_path / "db" / "pbx.sqlite3"
+
+
+def test_rate_limit_key() -> None:
+    assert _parse(HEAD).sip.rate_limit == 100.0
+    assert _parse(HEAD + "rate_limit = 0\n").sip.rate_limit == 0.0
+    err = _error(HEAD + "rate_limit = -1\n")
+    assert (err.key, err.line) == ("sip.rate_limit", 4)

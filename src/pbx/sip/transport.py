@@ -61,6 +61,8 @@ class _Udp(asyncio.DatagramProtocol):
         if len(data) <= 4 and not data.strip(b"\r\n\x00"):
             return  # keep-alive datagram
         layer = self.layer
+        if layer.admit is not None and not layer.admit(peer):
+            return  # over its rate: dropped before any parsing
         try:
             msg = parse_message(data, max_size=layer.limits.max_message_size)
         except ParseError as exc:
@@ -107,6 +109,8 @@ class _Stream(asyncio.Protocol):
         for item in items:
             if isinstance(item, KeepAlive):
                 self.transport.write(b"\r\n")
+            elif self.layer.admit is not None and not self.layer.admit(peer):
+                continue
             elif isinstance(item, ParseError):
                 self.layer.on_error(item, item.data or b"", peer)
             else:
@@ -126,6 +130,8 @@ class TransportLayer:
                  ssl_client: ssl.SSLContext | None = None) -> None:
         self.on_message = on_message
         self.on_error = on_error
+        # Called before a message from ``peer`` is parsed or handled; False drops it.
+        self.admit: Callable[[Peer], bool] | None = None
         self.limits = limits or TransportLimits()
         self._ssl_server = ssl_server
         self._ssl_client = ssl_client
