@@ -30,6 +30,7 @@ Decisions beyond the RFC's letter, in one place:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from enum import Enum
 
 from pbx.errors import ParseError
 from pbx.sip._lex import quote, unquote
-from pbx.sip.address import Address, parse_address
+from pbx.sip.address import Address
 from pbx.sip.location import Binding
 from pbx.sip.message import Request
 from pbx.sip.peer import Peer
@@ -155,7 +156,7 @@ def handle_register(req: Request, aor: str, current: list[Binding], source: Peer
     headers = [("Contact", _contact_line(b, now)) for b in new]
     if any(o.lower() == "path" for o in req.headers.values("Supported")):
         headers.extend(("Path", p) for p in req.headers.values("Path"))  # RFC 3327 §5.3
-    headers.append(("Date", formatdate(now, usegmt=True)))
+    headers.append(("Date", _http_date(int(now))))
     return RegisterResult(200, new, new != current, headers, "OK")
 
 
@@ -187,7 +188,7 @@ def _apply(req: Request, aor: str, live: list[Binding], source: Peer, now: float
         if 0 < u.expires < policy.min_expires and u.expires < BRIEF_CEILING:
             raise _Rejected(Rejection.INTERVAL_TOO_BRIEF)
 
-    stored = [(b, _stored_uri(b)) for b in live]
+    stored = [(b, _stored_uri(b.contact)) for b in live]
     removed: set[int] = set()
     added: list[Binding] = []
     path = tuple(req.headers.values("Path"))
@@ -216,11 +217,11 @@ def _updates(req: Request, policy: RegistrarPolicy) -> list[_Update]:
     header_expires = req.headers.get("Expires")
     fallback = policy.default_expires if header_expires is None else _delta(header_expires)
     out: list[_Update] = []
-    for value in req.headers.values("Contact"):
-        try:
-            addr = parse_address(value)
-        except ParseError:
-            raise _Rejected(Rejection.BAD_CONTACT) from None
+    try:
+        addrs = req.contacts          # parsed once per message, shared with the parser's check
+    except ParseError:
+        raise _Rejected(Rejection.BAD_CONTACT) from None
+    for addr in addrs:
         if not isinstance(addr.uri, SipUri):
             raise _Rejected(Rejection.BAD_SCHEME)
         params = addr.params
@@ -266,9 +267,17 @@ def _outbound(addr: Address) -> tuple[str | None, int | None]:
     return instance, int(text)
 
 
-def _stored_uri(b: Binding) -> SipUri | None:
+@functools.lru_cache(maxsize=4096)
+def _http_date(second: int) -> str:
+    """RFC 1123 date of a whole second (cached: every 200 in that second shares it)."""
+    return formatdate(second, usegmt=True)
+
+
+@functools.lru_cache(maxsize=16384)
+def _stored_uri(contact: str) -> SipUri | None:
+    """The parsed URI of a stored contact (cached; callers only read it)."""
     try:
-        uri = parse_uri(b.contact)
+        uri = parse_uri(contact)
     except ParseError:
         return None
     return uri if isinstance(uri, SipUri) else None
