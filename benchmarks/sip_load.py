@@ -142,7 +142,9 @@ class Bench:
     # one server per step ------------------------------------------------------------------------
     def _server(self, tag: str, routes: Sequence[tuple[str, str]] = ()) -> PbxProcess:
         port = self.ports.port()
-        cfg = write_config(self.work / f"pbx-{tag}.toml", port=port, transports=("udp",),
+        step_dir = self.work / tag     # a fresh store per step: no bindings left by the last
+        step_dir.mkdir(exist_ok=True)
+        cfg = write_config(step_dir / "pbx.toml", port=port, transports=("udp",),
                            users=self.users, routes=routes, log_level="warning")
         return PbxProcess(cfg, port, prefix=self.server_prefix).start(deadline=30)
 
