@@ -19,7 +19,8 @@ from phonenumbers import carrier, geocoder
 __all__ = ["Region", "region_of"]
 
 # "广东省深圳市", "新疆维吾尔自治区乌鲁木齐市", "北京市" (a municipality is its own province)
-_ZH = re.compile(r"^(?P<province>.+?(?:省|自治区|特别行政区))?(?P<city>.+)?$")
+_ZH = re.compile(r"^(?P<province>.+?(?:省|自治区|特别行政区)|内蒙古|广西|西藏|宁夏|新疆)?"
+                 r"(?P<city>.+)?$")
 
 
 @dataclass(frozen=True, slots=True)

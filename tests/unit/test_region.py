@@ -49,3 +49,8 @@ def test_bad_numbers_are_invalid_not_errors(bad: str) -> None:
 @given(st.text(max_size=40))
 def test_never_raises(text: str) -> None:
     assert isinstance(region_of(text), Region)
+
+
+def test_autonomous_regions_written_without_suffix() -> None:
+    r = region_of("+864716234567")                       # Hohhot, "内蒙古呼和浩特市"
+    assert (r.province, r.city) == ("内蒙古", "呼和浩特市")
