@@ -134,8 +134,8 @@ class NumberList:
             region = region_of(number, default_country=self.default_country)
             if region.valid:
                 en = region_of(number, default_country=self.default_country, lang="en")
-                for r in (region, en):
-                    names = [*(r.city or "").split("、"), r.city, r.province]
+                for place in (region, en):
+                    names = [*(place.city or "").split("、"), place.city, place.province]
                     for name in names:
                         if name and name in self._places:
                             return self._places[name]
