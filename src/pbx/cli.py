@@ -1,4 +1,5 @@
-"""The ``pbx`` command: ``check-config FILE`` and ``serve --config FILE``.
+"""The ``pbx`` command: ``check-config FILE``, ``serve --config FILE`` and
+``cdr export --config FILE --format csv [--since ISO] [--until ISO] [--out FILE]``.
 
 Exit codes: 0 success (``serve``: stopped by SIGINT/SIGTERM), 1 runtime failure (e.g. a port in
 use), 2 bad configuration or usage, 130 interrupted during start-up. Expected failures print one line on stderr, no traceback.
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from pbx import __version__
 from pbx.config import Config, load_config
@@ -36,9 +39,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--config", required=True, metavar="FILE")
     serve.add_argument("--log-level", choices=sorted(LEVELS, key=LEVELS.__getitem__),
                        help="override [log] level")
+    cdr = commands.add_parser("cdr", help="call records")
+    cdr_commands = cdr.add_subparsers(dest="cdr_command", required=True, metavar="COMMAND")
+    export = cdr_commands.add_parser(
+        "export", help="write call records (by start time) as CSV",
+        description="Times are ISO 8601 (e.g. 2024-05-01T08:00:00+08:00); without an offset "
+                    "they are local time. --since is inclusive, --until exclusive.")
+    export.add_argument("--config", required=True, metavar="FILE")
+    export.add_argument("--format", choices=["csv"], default="csv")
+    export.add_argument("--since", type=_iso_time, metavar="ISO")
+    export.add_argument("--until", type=_iso_time, metavar="ISO")
+    export.add_argument("--tenant")
+    export.add_argument("--disposition")
+    export.add_argument("--out", metavar="FILE", help="output file (default: stdout)")
     args = parser.parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.file)
+    if args.command == "cdr":
+        return _cdr_export(args)
     return _serve(args.config, args.log_level)
 
 
@@ -56,6 +74,32 @@ def _check_config(path: str) -> int:
         return 2
     listeners = ", ".join(str(x) for x in config.sip.listen)
     print(f"ok: {len(config.users)} users, {len(config.routes)} routes, listeners {listeners}")
+    return 0
+
+
+def _iso_time(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+
+
+def _cdr_export(args: argparse.Namespace) -> int:
+    from pbx.cdr import CdrStore  # lazy: the other commands do not need it
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    try:
+        with contextlib.ExitStack() as stack:
+            store = stack.enter_context(CdrStore(config.cdr_path, create=False))
+            out = sys.stdout if args.out is None else stack.enter_context(
+                open(args.out, "w", newline="", encoding="utf-8"))
+            store.export_csv(out, since=args.since, until=args.until, tenant=args.tenant,
+                             disposition=args.disposition)
+    except (OSError, PbxError) as exc:
+        print(f"pbx: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

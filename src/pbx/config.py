@@ -107,6 +107,8 @@ class Config:
     routes: tuple[Route, ...]
     log_level: str = "warning"
     log_format: str = "text"
+    # Call records (``[cdr] path``); parse_config defaults it to cdr.sqlite3 beside store_path.
+    cdr_path: Path = Path("cdr.sqlite3")
 
 
 def load_config(path: str | Path) -> Config:
@@ -375,11 +377,12 @@ _GROUP_REF = re.compile(r"\\(?:g<([^>]*)>|([1-9][0-9]?))")
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
                list: "an array", dict: "a table"}
 
-_TOP_KEYS = ("sip", "store", "users", "routes", "log")
+_TOP_KEYS = ("sip", "store", "users", "routes", "log", "cdr")
 _SIP_KEYS = ("listen", "domain", "realm", "tls_cert", "tls_key", "t1", "t2", "t4", "nonce_ttl",
              "min_expires", "max_expires", "default_expires", "server_header",
              "max_message_size", "trusted", "auth_algorithms", "max_contacts", "rate_limit")
 _STORE_KEYS = ("path",)
+_CDR_KEYS = ("path",)
 _USER_KEYS = ("user", "password", "ha1", "ha1_sha256")
 _ROUTE_KEYS = ("match", "to")
 _LOG_KEYS = ("level", "format")
@@ -471,6 +474,7 @@ class _Builder:
         store_path: str = self._get(store, "path", str, ("store",), "pbx.sqlite3")
         if not store_path:
             raise self.fail("must not be empty", ("store", "path"))
+        cdr_path = self._cdr(self._table(doc, "cdr"), self.base / store_path)
         users = self._users(self._array_of_tables(doc, "users"), sip.realm, sip.auth_algorithms)
         routes = self._routes(self._array_of_tables(doc, "routes"))
         log = self._table(doc, "log")
@@ -482,7 +486,28 @@ class _Builder:
         if fmt.lower() not in LOG_FORMATS:
             raise self.fail(f"must be one of {', '.join(LOG_FORMATS)}", ("log", "format"))
         return Config(path=self.path, sip=sip, store_path=self.base / store_path, users=users,
-                      routes=routes, log_level=level.lower(), log_format=fmt.lower())
+                      routes=routes, log_level=level.lower(), log_format=fmt.lower(),
+                      cdr_path=cdr_path)
+
+    def _cdr(self, cdr: dict[str, Any], store_path: Path) -> Path:
+        """``[cdr] path``: relative to the config; by default cdr.sqlite3 beside the store.
+        Not the store's own file: each keeps its schema version in ``PRAGMA user_version``."""
+        at: KeyPath = ("cdr",)
+        self._check_keys(cdr, _CDR_KEYS, at)
+        value: str | None = self._get(cdr, "path", str, at)
+        if value is None:
+            path = store_path.parent / "cdr.sqlite3"
+            if path.resolve() == store_path.resolve():
+                raise self.fail("this file name is the default [cdr] path: set [cdr] path "
+                                "to another file", ("store", "path"))
+            return path
+        if not value:
+            raise self.fail("must not be empty", (*at, "path"))
+        path = self.base / value
+        if path.resolve() == store_path.resolve():
+            raise self.fail("must differ from [store] path (each file has its own schema)",
+                            (*at, "path"))
+        return path
 
     def _sip(self, sip: dict[str, Any]) -> SipConfig:
         at: KeyPath = ("sip",)

@@ -208,3 +208,66 @@ def test_log_setup_rejects_unknown_values() -> None:
         pbx_log.setup("loud")
     with pytest.raises(ValueError):
         pbx_log.setup("info", "xml")
+
+
+# cdr export -------------------------------------------------------------------------------------
+
+def _cdr_config(tmp_path: Path) -> Path:
+    from pbx.cdr import CdrStore, CdrWriter
+    from pbx.events import CallAnswered, CallEnded, CallStarted
+
+    config = _write(tmp_path, GOOD + '[cdr]\npath = "cdr/calls.sqlite3"\n')
+    with CdrStore(tmp_path / "cdr" / "calls.sqlite3") as store:
+        writer = CdrWriter(store)
+        for i, (tenant, answered) in enumerate([("a", True), ("a", False), ("b", True)]):
+            at = 1_714_550_400.0 + 60 * i          # 2024-05-01T08:00Z, 08:01, 08:02
+            writer(CallStarted(call_id=f"c{i}", at=at, tenant=tenant, caller="1001",
+                               callee="1002"))
+            if answered:
+                writer(CallAnswered(call_id=f"c{i}", at=at + 1))
+            writer(CallEnded(call_id=f"c{i}", at=at + 5, side="caller"))
+    return config
+
+
+def _ids(csv_text: str) -> list[str]:
+    return [line.split(",", 1)[0] for line in csv_text.splitlines()[1:]]
+
+
+def test_cdr_export_to_stdout_with_filters(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(_cdr_config(tmp_path))
+    assert main(["cdr", "export", "--config", config, "--format", "csv"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("call_id,tenant,caller,callee,dialed,")
+    assert (_ids(out), err) == (["c0", "c1", "c2"], "")
+    assert main(["cdr", "export", "--config", config, "--since", "2024-05-01T08:01:00+00:00",
+                 "--until", "2024-05-01T16:02:00+08:00"]) == 0
+    assert _ids(capsys.readouterr().out) == ["c1"]
+    assert main(["cdr", "export", "--config", config, "--tenant", "a",
+                 "--disposition", "answered"]) == 0
+    assert _ids(capsys.readouterr().out) == ["c0"]
+    out_file = tmp_path / "x.csv"
+    assert main(["cdr", "export", "--config", config, "--out", str(out_file)]) == 0
+    assert capsys.readouterr().out == ""
+    assert _ids(out_file.read_text(encoding="utf-8")) == ["c0", "c1", "c2"]
+
+
+def test_cdr_export_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["cdr", "export", "--config", str(DEMO), "--since", "yesterday"])
+    assert info.value.code == 2
+    assert "not an ISO 8601 time: 'yesterday'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["cdr", "export", "--config", str(DEMO), "--format", "xml"])
+    assert info.value.code == 2
+    capsys.readouterr()
+    config = _write(tmp_path, GOOD)                     # no call records written yet
+    assert main(["cdr", "export", "--config", str(config)]) == 1
+    assert capsys.readouterr().err == f"pbx: no call records at {tmp_path / 'cdr.sqlite3'}\n"
+    assert not (tmp_path / "cdr.sqlite3").exists()      # export never creates the database
+    assert main(["cdr", "export", "--config", str(_write(tmp_path, BAD, "bad.toml"))]) == 2
+    assert "[sip.domian]" in capsys.readouterr().err
+    config = _cdr_config(tmp_path)
+    assert main(["cdr", "export", "--config", str(config), "--out",
+                 str(tmp_path / "no" / "such" / "dir.csv")]) == 1
+    assert "No such file or directory" in capsys.readouterr().err

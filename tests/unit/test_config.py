@@ -379,3 +379,33 @@ def test_rate_limit_key() -> None:
     assert _parse(HEAD + "rate_limit = 0\n").sip.rate_limit == 0.0
     err = _error(HEAD + "rate_limit = -1\n")
     assert (err.key, err.line) == ("sip.rate_limit", 4)
+
+
+# [cdr] --------------------------------------------------------------------------------------------
+
+def test_cdr_path_defaults_beside_the_store_and_is_relative_to_the_config(tmp_path: Path) -> None:
+    assert _parse(HEAD, tmp_path / "pbx.toml").cdr_path == tmp_path / "cdr.sqlite3"
+    config = _parse(HEAD + '[store]\npath = "db/pbx.sqlite3"\n', tmp_path / "pbx.toml")
+    assert config.cdr_path == tmp_path / "db" / "cdr.sqlite3"
+    config = _parse(HEAD + '[cdr]\npath = "records/calls.sqlite3"\n', tmp_path / "pbx.toml")
+    assert config.cdr_path == tmp_path / "records" / "calls.sqlite3"
+    assert config.store_path == tmp_path / "pbx.sqlite3"
+
+
+CDR_ERRORS = [
+    (HEAD + '[cdr]\npath = ""\n', 5, "cdr.path", "must not be empty"),
+    (HEAD + "[cdr]\npath = 1\n", 5, "cdr.path", "expected a string, got an integer"),
+    (HEAD + '[cdr]\npaht = "x"\n', 5, "cdr.paht", "did you mean 'path'?"),
+    (HEAD + '[store]\npath = "a.sqlite3"\n[cdr]\npath = "./a.sqlite3"\n', 7, "cdr.path",
+     "must differ from [store] path"),
+    (HEAD + '[store]\npath = "cdr.sqlite3"\n', 5, "store.path", "set [cdr] path"),
+    (HEAD + 'cdr = "x"\n', 4, "sip.cdr", "unknown key 'cdr'"),
+    ('cdr = "x"\n' + HEAD, 1, "cdr", "expected a table, got a string"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "key", "words"), CDR_ERRORS)
+def test_cdr_errors_name_file_line_and_key(text: str, line: int, key: str, words: str) -> None:
+    err = _error(text, "conf/pbx.toml")
+    assert (err.path, err.line, err.key) == ("conf/pbx.toml", line, key), str(err)
+    assert words in err.message
