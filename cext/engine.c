@@ -1,31 +1,345 @@
-/* Native media engine (phase 1: relay). See engine.h for the contract.
+/* Native media engine. See engine.h for the contract.
  *
- * One epoll descriptor holds every RTP (and RTCP) socket, level-triggered; epoll data is
- * (slot << 1 | is_rtcp). pbx_engine_drain() polls it with a zero timeout and reads ONE datagram
- * (recvfrom) from each ready socket per round, until a round finds nothing ready (or a budget is
- * spent); a socket with more waiting is simply reported again by the next round, so a flooded
- * socket cannot starve the others. One socket per leg sees about one packet per wake-up, so the
- * win is doing all ready sockets in one call, not batching per socket: recvmmsg (needed to make
- * edge triggering safe) measured about 8 % more CPU per packet than recvfrom with level
+ * Receiving: one epoll descriptor holds every RTP (and RTCP) socket, level-triggered; epoll data
+ * is (slot << 1 | is_rtcp). pbx_engine_drain() polls it with a zero timeout and reads ONE
+ * datagram (recvfrom) from each ready socket per round, until a round finds nothing ready (or a
+ * budget is spent); a socket with more waiting is simply reported again by the next round, so a
+ * flooded socket cannot starve the others. One socket per leg sees about one packet per wake-up,
+ * so the win is doing all ready sockets in one call, not batching per socket: recvmmsg (needed
+ * to make edge triggering safe) measured about 8 % more CPU per packet than recvfrom with level
  * triggering, whose only extra is one cheap re-poll per socket read.
+ *
+ * Ticking: pbx_engine_tick() = tick_rx (timeouts; per terminated stream: jitter buffer ->
+ * decode or conceal -> in-band DTMF -> receive tap -> conference input) + tick_tx (conference
+ * mixes; per terminated stream: playout ring entry / conference output / silence -> send tap ->
+ * encode -> send). The per-stream media work is the media core (pbx_engine_media_*), which has
+ * a Python twin in pbx.media._engine_media.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine.h"
+#include "g711.h"
+#include "g722.h"
+#include "goertzel.h"
+#include "jitter.h"
+#include "mix.h"
+#include "plc.h"
+#include "resample.h"
 #include "rtp.h"
 
 #define RTP_MAX_MISORDER 100
 #define RTP_MAX_DROPOUT 3000
 #define PKT_BUF 2048
+#define SEND_BUF (12 + 4 * PBX_ENGINE_MAX_FRAME)
+#define EXT_MAX_PAYLOAD 1500
 #define EPOLL_BATCH 256
 #define DRAIN_BUDGET 8192 /* datagrams per pbx_engine_drain call, so the loop gets a turn */
+#define PAUSE_S 0.25      /* a gap this long between own packets is a pause: marker, jump */
+#define WHISPER_NOBODY (-2)
+
+static const char keys[16] = {'1', '2', '3', 'A', '4', '5', '6', 'B',
+                              '7', '8', '9', 'C', '*', '0', '#', 'D'};
+
+/* ---- the per-stream media core ------------------------------------------------------------ */
+
+struct pbx_engine_media {
+    pbx_engine_media_config cfg;
+    int32_t frame;              /* PCM samples per 20 ms */
+    int32_t step;               /* RTP timestamp units per 20 ms */
+    int32_t jb_dtmf_pt;         /* the telephone-event payload type as the jitter buffer knows it */
+    pbx_jb_t *jb;
+    int has_plc;
+    pbx_plc plc;
+    pbx_g722_state g722_dec, g722_enc;
+    pbx_goertzel_det *det;      /* in-band detector; NULL when off */
+    int held;                   /* digit index the detector holds, -1: none */
+    int32_t held_frames;        /* frames it has been held */
+};
+
+/* Banker's rounding of ms * rate / 1000, as Python's round() in pbx.rtp.jitter. */
+static int32_t ms_samples(int32_t ms, int32_t rate)
+{
+    int64_t v = (int64_t)ms * rate, q = v / 1000, r = v % 1000;
+    if (r > 500 || (r == 500 && (q & 1))) q++;
+    return q > (1 << 30) ? (1 << 30) : (int32_t)q;
+}
+
+static int32_t frame_bytes(int kind, int32_t frame)
+{
+    switch (kind) {
+    case PBX_ENGINE_KIND_PCMU:
+    case PBX_ENGINE_KIND_PCMA: return frame;
+    case PBX_ENGINE_KIND_G722: return frame / 2;
+    case PBX_ENGINE_KIND_L16: return 2 * frame;
+    case PBX_ENGINE_KIND_L16_STEREO: return 4 * frame;
+    case PBX_ENGINE_KIND_EXTERNAL: return EXT_MAX_PAYLOAD / 2;
+    default: return 0;
+    }
+}
+
+pbx_engine_media *pbx_engine_media_new(const pbx_engine_media_config *cfg)
+{
+    if (cfg->sample_rate <= 0 || cfg->sample_rate % 50 || cfg->sample_rate / 50 > PBX_ENGINE_MAX_FRAME
+        || cfg->clock_rate <= 0 || cfg->clock_rate % 50 || cfg->send_kind < PBX_ENGINE_KIND_PCMU
+        || cfg->send_kind > PBX_ENGINE_KIND_EXTERNAL || cfg->jb_min < 0 || cfg->jb_max < 0
+        || cfg->jb_start < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    pbx_engine_media *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->cfg = *cfg;
+    m->frame = cfg->sample_rate / 50;
+    m->step = cfg->clock_rate / 50;
+    m->jb_dtmf_pt = -1;
+    for (int pt = 0; pt < 128; pt++)
+        if (cfg->pt_kind[pt] == PBX_ENGINE_KIND_EVENT) {
+            m->jb_dtmf_pt = pt;
+            break;
+        }
+    int32_t maxp = 2 * frame_bytes(cfg->send_kind, m->frame) + 64;
+    pbx_jb_config_t jc;
+    memset(&jc, 0, sizeof jc);
+    jc.clock_rate = cfg->clock_rate;
+    jc.frame_samples = m->step;
+    jc.min_delay = ms_samples(cfg->jb_min, cfg->clock_rate);
+    jc.max_delay = ms_samples(cfg->jb_max, cfg->clock_rate);
+    jc.start_delay = ms_samples(cfg->jb_start, cfg->clock_rate);
+    jc.fixed_delay = cfg->jb_fixed < 0 ? -1 : ms_samples(cfg->jb_fixed, cfg->clock_rate);
+    jc.capacity = 0;
+    jc.max_payload = maxp < 256 ? 256 : maxp;
+    jc.dtmf_pt = m->jb_dtmf_pt;
+    m->jb = pbx_jb_new(&jc);
+    if (!m->jb) {
+        free(m);
+        errno = ENOMEM;
+        return NULL;
+    }
+    m->has_plc = cfg->send_kind != PBX_ENGINE_KIND_EXTERNAL
+                 && pbx_plc_init(&m->plc, cfg->sample_rate) == 0;
+    pbx_g722_init(&m->g722_dec);
+    pbx_g722_init(&m->g722_enc);
+    m->held = -1;
+    return m;
+}
+
+void pbx_engine_media_free(pbx_engine_media *m)
+{
+    if (!m) return;
+    pbx_jb_free(m->jb);
+    free(m->det);
+    free(m);
+}
+
+int pbx_engine_media_frame(const pbx_engine_media *m) { return m->frame; }
+
+int pbx_engine_media_set_inband(pbx_engine_media *m, int on)
+{
+    if (!on) {
+        free(m->det);
+        m->det = NULL;
+        m->held = -1;
+        return 0;
+    }
+    if (m->det) return 0;
+    pbx_goertzel_det *d = calloc(1, sizeof *d);
+    if (!d) return -1;
+    if (pbx_goertzel_init(d, m->cfg.sample_rate) != 0) {
+        free(d);
+        return -1;
+    }
+    m->det = d;
+    m->held = -1;
+    return 0;
+}
+
+/* 1 when every sample of a G.711 or L16 payload is below PBX_ENGINE_SILENCE_PEAK (so the jitter
+ * buffer adapts its delay in the pauses), 0 when one is not, -1 when unknown (other codecs). */
+int pbx_engine_silent_payload(int kind, const uint8_t *p, size_t len)
+{
+    const int32_t peak = PBX_ENGINE_SILENCE_PEAK;
+    if (len == 0) return -1;
+    switch (kind) {
+    case PBX_ENGINE_KIND_PCMU:
+        for (size_t i = 0; i < len; i++) { /* G.711 mu-law magnitude */
+            int32_t u = (uint8_t)~p[i];
+            int32_t t = (((u & 0x0F) << 3) + 0x84) << ((u & 0x70) >> 4);
+            if (t - 0x84 >= peak) return 0;
+        }
+        return 1;
+    case PBX_ENGINE_KIND_PCMA:
+        for (size_t i = 0; i < len; i++) { /* G.711 A-law magnitude */
+            int32_t a = p[i] ^ 0x55, seg = (a & 0x70) >> 4, t = (a & 0x0F) << 4;
+            t = seg == 0 ? t + 8 : seg == 1 ? t + 0x108 : (t + 0x108) << (seg - 1);
+            if (t >= peak) return 0;
+        }
+        return 1;
+    case PBX_ENGINE_KIND_L16:
+    case PBX_ENGINE_KIND_L16_STEREO:
+        if (len < 2) return -1;
+        for (size_t i = 0; i + 1 < len; i += 2) {
+            int32_t v = (int16_t)(uint16_t)((p[i] << 8) | p[i + 1]);
+            if (v >= peak || -v >= peak) return 0;
+        }
+        return 1;
+    default: return -1;
+    }
+}
+
+int pbx_engine_media_put(pbx_engine_media *m, const uint8_t *pkt, size_t len, int64_t now_us)
+{
+    pbx_rtp_hdr h;
+    if (pbx_rtp_parse(pkt, len, &h) != PBX_RTP_OK) return -1;
+    int kind = m->cfg.pt_kind[h.pt & 0x7f];
+    if (kind == PBX_ENGINE_KIND_NONE) return -1;
+    int pt = kind == PBX_ENGINE_KIND_EVENT ? m->jb_dtmf_pt : h.pt;
+    const uint8_t *payload = pkt + h.payload_offset;
+    /* speech is flagged (the jitter buffer then never shrinks its delay inside it); a quiet
+     * frame stays "unknown", not "silent": a loss right after it is a loss, not a pause (DTX) */
+    int speech = pbx_engine_silent_payload(kind, payload, h.payload_len) == 0;
+    int r = pbx_jb_put(m->jb, h.seq, h.ts, h.marker, pt, payload, h.payload_len, h.ssrc, now_us,
+                       speech ? 0 : -1);
+    if (kind == PBX_ENGINE_KIND_EVENT) { /* the caller takes the packet itself: the receiver */
+        pbx_jb_frame_t f;                /* needs its own payload type */
+        while (pbx_jb_pop_event(m->jb, &f)) {
+        }
+        return PBX_JB_EVENT;
+    }
+    return r;
+}
+
+/* Decode one payload of a known kind into exactly one frame; 0 (nothing decoded) when the
+ * payload is not one 20 ms frame of the stream's rate. */
+static int decode(pbx_engine_media *m, int kind, const uint8_t *p, int32_t len, int16_t *out)
+{
+    int32_t n = m->frame;
+    switch (kind) {
+    case PBX_ENGINE_KIND_PCMU:
+        if (len != n) return 0;
+        pbx_ulaw_decode(p, out, (size_t)n);
+        return 1;
+    case PBX_ENGINE_KIND_PCMA:
+        if (len != n) return 0;
+        pbx_alaw_decode(p, out, (size_t)n);
+        return 1;
+    case PBX_ENGINE_KIND_G722:
+        if (2 * len != n) return 0;
+        pbx_g722_decode(&m->g722_dec, p, (size_t)len, out);
+        return 1;
+    case PBX_ENGINE_KIND_L16:
+        if (len / 2 != n) return 0;
+        for (int32_t i = 0; i < n; i++) out[i] = (int16_t)(uint16_t)((p[2 * i] << 8) | p[2 * i + 1]);
+        return 1;
+    case PBX_ENGINE_KIND_L16_STEREO:
+        if (len / 4 != n) return 0;
+        for (int32_t i = 0; i < n; i++) {
+            int32_t a = (int16_t)(uint16_t)((p[4 * i] << 8) | p[4 * i + 1]);
+            int32_t b = (int16_t)(uint16_t)((p[4 * i + 2] << 8) | p[4 * i + 3]);
+            int32_t s = a + b;
+            out[i] = (int16_t)(s >= 0 ? s / 2 : -((-s + 1) / 2)); /* floor, as numpy // */
+        }
+        return 1;
+    default: return 0;
+    }
+}
+
+static void inband(pbx_engine_media *m, const int16_t *pcm, pbx_engine_digit *dg)
+{
+    dg->digit = 0;
+    dg->duration_ms = 0;
+    if (!m->det) return;
+    char found[8];
+    size_t n = pbx_goertzel_feed(m->det, pcm, (size_t)m->frame, found, sizeof found);
+    if (m->held >= 0 && (m->det->digit != m->held || n > 0)) {
+        dg->digit = keys[m->held];
+        dg->duration_ms = m->held_frames * 20;
+        m->held = -1;
+    }
+    if (n > 0 && m->det->digit >= 0) {
+        m->held = m->det->digit;
+        m->held_frames = 0;
+    }
+    if (m->held >= 0) m->held_frames++;
+}
+
+static void conceal(pbx_engine_media *m, int16_t *pcm)
+{
+    if (m->has_plc)
+        pbx_plc_missing(&m->plc, pcm, (size_t)m->frame);
+    else
+        memset(pcm, 0, (size_t)m->frame * sizeof *pcm);
+}
+
+int pbx_engine_media_rx(pbx_engine_media *m, int64_t now_us, int16_t *pcm, pbx_engine_digit *dg)
+{
+    pbx_jb_frame_t f;
+    int res, r = pbx_jb_get(m->jb, now_us, &f);
+    if (r == PBX_JB_FRAME
+        && decode(m, m->cfg.pt_kind[f.payload_type & 0x7f], f.payload, f.len, pcm)) {
+        if (m->has_plc) pbx_plc_good(&m->plc, pcm, pcm, (size_t)m->frame);
+        res = PBX_ENGINE_RX_FRAME;
+    } else if (r == PBX_JB_STARTUP || r == PBX_JB_GAP) {
+        memset(pcm, 0, (size_t)m->frame * sizeof *pcm);
+        res = PBX_ENGINE_RX_SILENCE;
+    } else {
+        conceal(m, pcm);
+        res = PBX_ENGINE_RX_CONCEALED;
+    }
+    inband(m, pcm, dg);
+    return res;
+}
+
+int pbx_engine_media_encode(pbx_engine_media *m, const int16_t *pcm, uint8_t *out)
+{
+    int32_t n = m->frame;
+    switch (m->cfg.send_kind) {
+    case PBX_ENGINE_KIND_PCMU: pbx_ulaw_encode(pcm, out, (size_t)n); return n;
+    case PBX_ENGINE_KIND_PCMA: pbx_alaw_encode(pcm, out, (size_t)n); return n;
+    case PBX_ENGINE_KIND_G722: return (int)pbx_g722_encode(&m->g722_enc, pcm, (size_t)n, out);
+    case PBX_ENGINE_KIND_L16:
+        for (int32_t i = 0; i < n; i++) {
+            out[2 * i] = (uint8_t)((uint16_t)pcm[i] >> 8);
+            out[2 * i + 1] = (uint8_t)pcm[i];
+        }
+        return 2 * n;
+    case PBX_ENGINE_KIND_L16_STEREO:
+        for (int32_t i = 0; i < n; i++) {
+            out[4 * i] = out[4 * i + 2] = (uint8_t)((uint16_t)pcm[i] >> 8);
+            out[4 * i + 1] = out[4 * i + 3] = (uint8_t)pcm[i];
+        }
+        return 4 * n;
+    default: return 0;
+    }
+}
+
+void pbx_engine_media_jitter(const pbx_engine_media *m, int64_t *out)
+{
+    pbx_jb_stats_t s;
+    pbx_jb_get_stats(m->jb, &s);
+    int64_t v[16] = {s.received, s.played,    s.late,     s.lost,       s.discarded, s.duplicated,
+                     s.reordered, s.events,   s.concealed, s.inserted,  s.removed,   s.underflows,
+                     s.resyncs,  s.buffered, s.current_delay, s.target_delay};
+    memcpy(out, v, sizeof v);
+}
+
+/* ---- engine state --------------------------------------------------------------------------- */
+
+typedef struct {
+    uint8_t kind;           /* PBX_ENGINE_ENTRY_* */
+    uint8_t marker;
+    uint8_t len;
+    uint32_t ts_off;
+    uint8_t payload[16];
+} ring_entry;
 
 typedef struct pbx_engine_stream {
     int slot;
@@ -37,15 +351,55 @@ typedef struct pbx_engine_stream {
     struct sockaddr_storage remote_sa; /* rx.remote as a sockaddr, to send to */
     socklen_t remote_salen;
     int relay;        /* slot of the relay partner, or -1 */
+    int has_pt_map;   /* relayed packets from here get pt_map[pt] out of the partner */
+    uint8_t pt_map[128];
     double timeout;   /* seconds without accepted packets before an RTP timeout event */
     double last_rx;   /* last accepted packet (or when the timeout was armed) */
     int timed_out;    /* event sent; re-armed by the next accepted packet */
-    /* Phase 2 extension points. Receive side, in on_rtp() where relay < 0: RFC 4733 receiver,
-     * jitter-buffer insert (decoder and PLC run at playout). Send side, in pbx_engine_tick():
-     * jitter-buffer get + decode, mixer slot (sum minus self), playout source, encoder,
-     * recording taps, then send with tx as the sequence space. Each will be a pointer to its
-     * module's own state struct (cext/jitter.h, cext/mix.h, ...), NULL when unused. */
+    /* terminated streams */
+    pbx_engine_media *media;
+    int frame;                  /* PCM samples per frame (0 without media) */
+    int external;
+    int16_t *rx_pcm, *tx_pcm;   /* this tick's frames */
+    /* playout ring */
+    ring_entry ring[PBX_ENGINE_RING];
+    int16_t *ring_pcm;          /* PBX_ENGINE_RING frames, allocated on the first push */
+    int ring_head, ring_count;
+    uint64_t consumed;
+    int want_feed, on_feed_list;
+    uint32_t te_ts;             /* timestamp of the telephone-event being sent */
+    /* recording taps: frame i of each direction at tap_rx/tap_tx + i * frame */
+    int tap_mode;
+    int16_t *tap_rx, *tap_tx;
+    int tap_n;
+    /* conference */
+    int conf;                   /* id, or -1 */
+    int conf_idx;               /* position among the members */
+    int conf_flags;
+    int whisper_to;             /* slot, -1 nobody in particular, WHISPER_NOBODY */
+    pbx_resampler *up, *down;   /* stream rate <-> conference rate (NULL when equal) */
+    int16_t *conf_in, *conf_out;
+    int conf_in_valid, conf_heard;
+    /* external codec */
+    int ext_code, ext_len, ext_tx_ready;
+    uint8_t *ext_buf;
 } pbx_engine_stream;
+
+typedef struct {
+    int used;
+    int rate, frame;
+    int n, cap;
+    int *members;               /* slots, in the order of the mix rows */
+    const int16_t **in;
+    int16_t **out;
+    uint8_t *flags;
+    int32_t *whisper;
+    int32_t *work;
+    int tap_on;
+    int16_t *tap;               /* PBX_ENGINE_TAP_FRAMES frames */
+    int16_t *tap_frame;
+    int tap_n;
+} pbx_engine_conf;
 
 struct pbx_engine {
     int epfd;
@@ -58,7 +412,15 @@ struct pbx_engine {
     int ev_head;
     int ev_count;
     pbx_engine_totals totals;
+    pbx_engine_conf *confs;
+    int nconfs;
+    int *feed;                  /* slots wanting frames (cap entries) */
+    int nfeed;
+    int *ext;                   /* external streams of this tick */
+    int next;
+    struct timespec tick_start;
     uint8_t buf[PKT_BUF];
+    uint8_t sendbuf[SEND_BUF];
 };
 
 /* ---- pure kernels ------------------------------------------------------------------------ */
@@ -89,7 +451,7 @@ int pbx_engine_rtp_check(const uint8_t *pkt, size_t len)
     if (len < 4 || (pkt[0] >> 6) != 2) return PBX_ENGINE_MALFORMED;
     if (pbx_rtp_is_rtcp(pkt, len)) /* RTCP packet types 192-223 (RFC 5761 section 4) */
         return (len >= 8 && len % 4 == 0) ? PBX_ENGINE_RTCP : PBX_ENGINE_MALFORMED;
-    pbx_rtp_hdr h; /* phase 2 hands the parsed header to the jitter buffer / RFC 4733 receiver */
+    pbx_rtp_hdr h;
     return pbx_rtp_parse(pkt, len, &h) == PBX_RTP_OK ? PBX_ENGINE_RTP : PBX_ENGINE_MALFORMED;
 }
 
@@ -135,6 +497,16 @@ void pbx_engine_tx_init(pbx_engine_tx *tx, uint32_t ssrc, uint16_t seq0, uint32_
     tx->ts_step = tx->clock_rate / 50;
 }
 
+/* Timestamp units since the last packet sent, at least min. */
+static uint32_t elapsed_units(const pbx_engine_tx *tx, double now, uint32_t min)
+{
+    double x = (now - tx->sent_at) * (double)tx->clock_rate;
+    x = x + 0.5;
+    uint64_t g = x <= 0.0 ? 0 : x >= 1e18 ? (uint64_t)1e18 : (uint64_t)x;
+    if (g < min) g = min;
+    return (uint32_t)g;
+}
+
 void pbx_engine_tx_rewrite(pbx_engine_tx *tx, uint8_t *pkt, double now)
 {
     uint16_t in_seq = rd16(pkt + 2);
@@ -154,14 +526,8 @@ void pbx_engine_tx_rewrite(pbx_engine_tx *tx, uint8_t *pkt, double now)
         }
     }
     if (!same) { /* new source: continue our sequence space right after what we last sent */
-        uint32_t gap = 0;
-        if (tx->has_sent) { /* the time since our last packet, at least one packet's worth */
-            double x = (now - tx->sent_at) * (double)tx->clock_rate;
-            x = x + 0.5;
-            uint64_t g = x <= 0.0 ? 0 : x >= 1e18 ? (uint64_t)1e18 : (uint64_t)x;
-            if (g < tx->ts_step) g = tx->ts_step;
-            gap = (uint32_t)g;
-        }
+        /* the time since our last packet, at least one packet's worth */
+        uint32_t gap = tx->has_sent ? elapsed_units(tx, now, tx->ts_step) : 0;
         tx->seq_off = (uint16_t)(tx->seq + 1 - in_seq);
         tx->ts_off = tx->ts + gap - in_ts;
         tx->in_ssrc = in_ssrc;
@@ -179,9 +545,34 @@ void pbx_engine_tx_rewrite(pbx_engine_tx *tx, uint8_t *pkt, double now)
         tx->sent_at = now;
         tx->has_sent = 1;
     }
+    tx->local = 0;
     wr16(pkt + 2, out_seq);
     wr32(pkt + 4, out_ts);
     wr32(pkt + 8, tx->ssrc);
+}
+
+int pbx_engine_tx_next(pbx_engine_tx *tx, uint32_t step, double now, uint16_t *seq,
+                       uint32_t *ts)
+{
+    int marker = 0;
+    uint32_t t = tx->ts;
+    if (!tx->has_sent) {
+        marker = 1;
+    } else if (tx->local && now - tx->sent_at < PAUSE_S) {
+        t += step;
+    } else { /* after relayed packets or a pause: continue by the time that passed */
+        t += elapsed_units(tx, now, step);
+        marker = 1;
+    }
+    tx->seq = (uint16_t)(tx->seq + 1);
+    tx->ts = t;
+    tx->sent_at = now;
+    tx->has_sent = 1;
+    tx->local = 1;
+    tx->resync = 1; /* relayed packets after these re-anchor */
+    *seq = tx->seq;
+    *ts = t;
+    return marker;
 }
 
 /* ---- engine --------------------------------------------------------------------------------- */
@@ -204,12 +595,46 @@ pbx_engine *pbx_engine_new(int max_events)
     return e;
 }
 
+static void conf_release(pbx_engine_conf *c)
+{
+    free(c->members);
+    free(c->in);
+    free(c->out);
+    free(c->flags);
+    free(c->whisper);
+    free(c->work);
+    free(c->tap);
+    free(c->tap_frame);
+    memset(c, 0, sizeof *c);
+}
+
+static void stream_free(pbx_engine_stream *s)
+{
+    if (!s) return;
+    pbx_engine_media_free(s->media);
+    free(s->rx_pcm);
+    free(s->tx_pcm);
+    free(s->ring_pcm);
+    free(s->tap_rx);
+    free(s->tap_tx);
+    pbx_resample_free(s->up);
+    pbx_resample_free(s->down);
+    free(s->conf_in);
+    free(s->conf_out);
+    free(s->ext_buf);
+    free(s);
+}
+
 void pbx_engine_free(pbx_engine *e)
 {
     if (!e) return;
-    for (int i = 0; i < e->cap; i++) free(e->slots[i]);
+    for (int i = 0; i < e->cap; i++) stream_free(e->slots[i]);
+    for (int i = 0; i < e->nconfs; i++) conf_release(&e->confs[i]);
+    free(e->confs);
     free(e->slots);
     free(e->free_slots);
+    free(e->feed);
+    free(e->ext);
     free(e->events);
     close(e->epfd);
     free(e);
@@ -222,21 +647,21 @@ static pbx_engine_stream *get(const pbx_engine *e, int slot)
     return (slot >= 0 && slot < e->cap) ? e->slots[slot] : NULL;
 }
 
-static void emit(pbx_engine *e, int kind, int slot, double at, const pbx_engine_addr *addr)
+static pbx_engine_event *emit(pbx_engine *e, int kind, int slot, double at,
+                              const pbx_engine_addr *addr)
 {
     if (e->ev_count >= e->max_events) {
         e->totals.events_lost++;
-        return;
+        return NULL;
     }
     pbx_engine_event *ev = &e->events[(e->ev_head + e->ev_count) % e->max_events];
     e->ev_count++;
+    memset(ev, 0, sizeof *ev);
     ev->kind = kind;
     ev->slot = slot;
     ev->at = at;
-    if (addr)
-        ev->addr = *addr;
-    else
-        memset(&ev->addr, 0, sizeof ev->addr);
+    if (addr) ev->addr = *addr;
+    return ev;
 }
 
 static int grow(pbx_engine *e)
@@ -248,6 +673,12 @@ static int grow(pbx_engine *e)
     int *fs = realloc(e->free_slots, (size_t)cap * sizeof *fs);
     if (!fs) return -1;
     e->free_slots = fs;
+    int *feed = realloc(e->feed, (size_t)cap * sizeof *feed);
+    if (!feed) return -1;
+    e->feed = feed;
+    int *ext = realloc(e->ext, (size_t)cap * sizeof *ext);
+    if (!ext) return -1;
+    e->ext = ext;
     for (int i = cap - 1; i >= e->cap; i--) { /* lowest slot handed out first */
         slots[i] = NULL;
         fs[e->nfree++] = i;
@@ -276,6 +707,8 @@ int pbx_engine_stream_add(pbx_engine *e, int fd, int rtcp_fd, uint32_t ssrc, uin
     s->fd = fd;
     s->rtcp_fd = rtcp_fd;
     s->relay = -1;
+    s->conf = -1;
+    s->whisper_to = -1;
     pbx_engine_tx_init(&s->tx, ssrc, seq0, ts0, 8000);
     if (watch(e, fd, (uint64_t)slot << 1) < 0) {
         free(s);
@@ -298,8 +731,12 @@ int pbx_engine_unrelay(pbx_engine *e, int slot)
     pbx_engine_stream *s = get(e, slot);
     if (!s) return -1;
     pbx_engine_stream *p = get(e, s->relay);
-    if (p) p->relay = -1;
+    if (p) {
+        p->relay = -1;
+        p->has_pt_map = 0;
+    }
     s->relay = -1;
+    s->has_pt_map = 0;
     return 0;
 }
 
@@ -308,9 +745,12 @@ int pbx_engine_stream_remove(pbx_engine *e, int slot)
     pbx_engine_stream *s = get(e, slot);
     if (!s) return -1;
     pbx_engine_unrelay(e, slot);
+    pbx_engine_conf_leave(e, slot);
     epoll_ctl(e->epfd, EPOLL_CTL_DEL, s->fd, NULL);
     if (s->rtcp_fd >= 0) epoll_ctl(e->epfd, EPOLL_CTL_DEL, s->rtcp_fd, NULL);
-    free(s);
+    for (int i = 0; i < e->nfeed; i++) /* not on the feed list any more */
+        if (e->feed[i] == slot) e->feed[i] = -1;
+    stream_free(s);
     e->slots[slot] = NULL;
     e->free_slots[e->nfree++] = slot;
     return 0;
@@ -357,6 +797,14 @@ static void partner_resync(pbx_engine *e, pbx_engine_stream *s)
     if (p) p->tx.resync = 1;
 }
 
+static void set_clock_rate(pbx_engine_tx *tx, uint32_t clock_rate)
+{
+    if (clock_rate && clock_rate != tx->clock_rate) {
+        tx->clock_rate = clock_rate;
+        tx->ts_step = clock_rate / 50;
+    }
+}
+
 int pbx_engine_stream_set_remote(pbx_engine *e, int slot, const pbx_engine_addr *remote,
                                  const uint8_t *pt_mask, uint32_t clock_rate, int latch_n,
                                  double timeout, double now)
@@ -371,10 +819,7 @@ int pbx_engine_stream_set_remote(pbx_engine *e, int slot, const pbx_engine_addr 
     rx->pt_filter = pt_mask != NULL;
     if (pt_mask) memcpy(rx->pt_mask, pt_mask, 16);
     addr_to_sa(remote, &s->remote_sa, &s->remote_salen);
-    if (clock_rate && clock_rate != s->tx.clock_rate) {
-        s->tx.clock_rate = clock_rate;
-        s->tx.ts_step = clock_rate / 50;
-    }
+    set_clock_rate(&s->tx, clock_rate);
     s->timeout = timeout;
     s->last_rx = now;
     s->timed_out = 0;
@@ -408,7 +853,8 @@ int pbx_engine_stream_remote(const pbx_engine *e, int slot, pbx_engine_addr *out
     return 0;
 }
 
-int pbx_engine_relay(pbx_engine *e, int a, int b)
+int pbx_engine_relay(pbx_engine *e, int a, int b, const uint8_t *pt_map_ab,
+                     const uint8_t *pt_map_ba)
 {
     pbx_engine_stream *sa = get(e, a), *sb = get(e, b);
     if (!sa || !sb || a == b || sa->relay >= 0 || sb->relay >= 0) return -1;
@@ -416,26 +862,517 @@ int pbx_engine_relay(pbx_engine *e, int a, int b)
     sb->relay = a;
     sa->tx.resync = 1;
     sb->tx.resync = 1;
+    sa->has_pt_map = pt_map_ab != NULL;
+    if (pt_map_ab)
+        for (int i = 0; i < 128; i++) sa->pt_map[i] = pt_map_ab[i] & 0x7f;
+    sb->has_pt_map = pt_map_ba != NULL;
+    if (pt_map_ba)
+        for (int i = 0; i < 128; i++) sb->pt_map[i] = pt_map_ba[i] & 0x7f;
     return 0;
+}
+
+/* ---- conferences ------------------------------------------------------------------------- */
+
+static pbx_engine_conf *conf_get(const pbx_engine *e, int id)
+{
+    return (id >= 0 && id < e->nconfs && e->confs[id].used) ? &e->confs[id] : NULL;
+}
+
+static int stream_rate(const pbx_engine_stream *s)
+{
+    return s->media ? s->media->cfg.sample_rate : 0;
+}
+
+/* (Re)build a member's conference buffers and resamplers for its current media. */
+static int conf_io(pbx_engine *e, pbx_engine_stream *s)
+{
+    pbx_engine_conf *c = conf_get(e, s->conf);
+    pbx_resample_free(s->up);
+    pbx_resample_free(s->down);
+    s->up = s->down = NULL;
+    if (!c) return 0;
+    if (!s->conf_in) s->conf_in = calloc((size_t)c->frame, sizeof *s->conf_in);
+    if (!s->conf_out) s->conf_out = calloc((size_t)c->frame, sizeof *s->conf_out);
+    if (!s->conf_in || !s->conf_out) return -1;
+    int rate = stream_rate(s);
+    if (rate && rate != c->rate) {
+        s->up = pbx_resample_new(rate, c->rate);
+        s->down = pbx_resample_new(c->rate, rate);
+        if (!s->up || !s->down) return -1;
+    }
+    return 0;
+}
+
+int pbx_engine_conf_new(pbx_engine *e, int rate)
+{
+    if (rate <= 0 || rate % 50 || rate / 50 > PBX_ENGINE_MAX_FRAME) return -1;
+    int id = -1;
+    for (int i = 0; i < e->nconfs; i++)
+        if (!e->confs[i].used) {
+            id = i;
+            break;
+        }
+    if (id < 0) {
+        pbx_engine_conf *cs = realloc(e->confs, (size_t)(e->nconfs + 1) * sizeof *cs);
+        if (!cs) return -1;
+        e->confs = cs;
+        id = e->nconfs++;
+        memset(&cs[id], 0, sizeof cs[id]);
+    }
+    pbx_engine_conf *c = &e->confs[id];
+    c->used = 1;
+    c->rate = rate;
+    c->frame = rate / 50;
+    c->tap_frame = calloc((size_t)c->frame, sizeof *c->tap_frame);
+    if (!c->tap_frame) {
+        conf_release(c);
+        return -1;
+    }
+    return id;
+}
+
+int pbx_engine_conf_free(pbx_engine *e, int id)
+{
+    pbx_engine_conf *c = conf_get(e, id);
+    if (!c) return -1;
+    while (c->n > 0) pbx_engine_conf_leave(e, c->members[c->n - 1]);
+    conf_release(c);
+    return 0;
+}
+
+static int conf_reserve(pbx_engine_conf *c, int n)
+{
+    if (n <= c->cap) return 0;
+    int cap = c->cap ? c->cap * 2 : 8;
+    while (cap < n) cap *= 2;
+    int *members = realloc(c->members, (size_t)cap * sizeof *members);
+    if (!members) return -1;
+    c->members = members;
+    /* the mix rows: members plus one listener for the recording tap */
+    const int16_t **in = realloc(c->in, (size_t)(cap + 1) * sizeof *in);
+    if (!in) return -1;
+    c->in = in;
+    int16_t **out = realloc(c->out, (size_t)(cap + 1) * sizeof *out);
+    if (!out) return -1;
+    c->out = out;
+    uint8_t *flags = realloc(c->flags, (size_t)(cap + 1));
+    if (!flags) return -1;
+    c->flags = flags;
+    int32_t *wh = realloc(c->whisper, (size_t)(cap + 1) * sizeof *wh);
+    if (!wh) return -1;
+    c->whisper = wh;
+    int32_t *work = realloc(c->work, (size_t)PBX_MIX_WORK_INTS(cap + 1) * sizeof *work);
+    if (!work) return -1;
+    c->work = work;
+    c->cap = cap;
+    return 0;
+}
+
+int pbx_engine_conf_join(pbx_engine *e, int id, int slot, int flags)
+{
+    pbx_engine_conf *c = conf_get(e, id);
+    pbx_engine_stream *s = get(e, slot);
+    if (!c || !s || s->conf >= 0 || c->n >= PBX_MIX_MAX_PARTIES - 1) return -1;
+    if (conf_reserve(c, c->n + 1) < 0) return -1;
+    s->conf = id;
+    if (conf_io(e, s) < 0) {
+        s->conf = -1;
+        return -1;
+    }
+    memset(s->conf_in, 0, (size_t)c->frame * sizeof *s->conf_in);
+    s->conf_idx = c->n;
+    s->conf_flags = flags & (PBX_ENGINE_CONF_MUTED | PBX_ENGINE_CONF_DEAF);
+    s->whisper_to = -1;
+    s->conf_in_valid = 0;
+    s->conf_heard = 0;
+    c->members[c->n++] = slot;
+    return 0;
+}
+
+int pbx_engine_conf_leave(pbx_engine *e, int slot)
+{
+    pbx_engine_stream *s = get(e, slot);
+    if (!s || s->conf < 0) return -1;
+    pbx_engine_conf *c = conf_get(e, s->conf);
+    if (c) {
+        int last = c->members[--c->n];
+        if (last != slot) {
+            c->members[s->conf_idx] = last;
+            e->slots[last]->conf_idx = s->conf_idx;
+        }
+    }
+    s->conf = -1;
+    s->whisper_to = -1;
+    pbx_resample_free(s->up);
+    pbx_resample_free(s->down);
+    s->up = s->down = NULL;
+    free(s->conf_in);
+    free(s->conf_out);
+    s->conf_in = s->conf_out = NULL;
+    s->conf_in_valid = s->conf_heard = 0;
+    return 0;
+}
+
+int pbx_engine_conf_set(pbx_engine *e, int slot, int flags, int whisper_to)
+{
+    pbx_engine_stream *s = get(e, slot);
+    if (!s || s->conf < 0 || whisper_to == slot || whisper_to < WHISPER_NOBODY) return -1;
+    s->conf_flags = flags & (PBX_ENGINE_CONF_MUTED | PBX_ENGINE_CONF_DEAF);
+    s->whisper_to = whisper_to;
+    return 0;
+}
+
+int pbx_engine_conf_tap(pbx_engine *e, int id, int on)
+{
+    pbx_engine_conf *c = conf_get(e, id);
+    if (!c) return -1;
+    if (on && !c->tap) {
+        c->tap = calloc((size_t)PBX_ENGINE_TAP_FRAMES * (size_t)c->frame, sizeof *c->tap);
+        if (!c->tap) return -1;
+    }
+    if (!on) {
+        free(c->tap);
+        c->tap = NULL;
+    }
+    c->tap_on = on != 0;
+    c->tap_n = 0;
+    return 0;
+}
+
+int pbx_engine_conf_tap_read(pbx_engine *e, int id, int16_t *out, int max)
+{
+    pbx_engine_conf *c = conf_get(e, id);
+    if (!c || !c->tap) return -1;
+    int n = c->tap_n < max ? c->tap_n : max;
+    size_t fb = (size_t)c->frame * sizeof(int16_t);
+    memcpy(out, c->tap, (size_t)n * fb);
+    memmove(c->tap, c->tap + (size_t)n * (size_t)c->frame, (size_t)(c->tap_n - n) * fb);
+    c->tap_n -= n;
+    return n;
+}
+
+static void conf_mix(pbx_engine *e, int id, pbx_engine_conf *c)
+{
+    int n = c->n, nw = 0;
+    for (int i = 0; i < n; i++) {
+        pbx_engine_stream *s = e->slots[c->members[i]];
+        int f = s->conf_flags;
+        c->in[i] = s->conf_in_valid ? s->conf_in : NULL;
+        c->flags[i] = (uint8_t)f;
+        s->conf_heard = !(f & PBX_ENGINE_CONF_DEAF) && s->media != NULL;
+        c->out[i] = s->conf_heard ? s->conf_out : NULL;
+        int32_t w = -1;
+        if (s->whisper_to != -1) {
+            pbx_engine_stream *t = get(e, s->whisper_to);
+            w = (t && t->conf == id) ? t->conf_idx : INT32_MAX; /* out of range: nobody */
+            nw++;
+        }
+        c->whisper[i] = w;
+    }
+    int rows = n;
+    if (c->tap_on) { /* a listener that contributes nothing hears everyone */
+        c->in[n] = NULL;
+        c->out[n] = c->tap_frame;
+        c->flags[n] = PBX_MIX_MUTED;
+        c->whisper[n] = -1;
+        rows++;
+    }
+    if (rows == 0) return;
+    pbx_mix_ptrs(c->in, c->out, c->flags, nw ? c->whisper : NULL, (size_t)rows,
+                 (size_t)c->frame, c->work);
+    if (c->tap_on) {
+        if (c->tap_n < PBX_ENGINE_TAP_FRAMES) {
+            memcpy(c->tap + (size_t)c->tap_n * (size_t)c->frame, c->tap_frame,
+                   (size_t)c->frame * sizeof(int16_t));
+            c->tap_n++;
+        } else {
+            e->totals.tap_lost++;
+        }
+    }
+}
+
+/* ---- terminated streams ------------------------------------------------------------------ */
+
+static int ring_alloc(pbx_engine_stream *s)
+{
+    if (s->ring_pcm) return 0;
+    s->ring_pcm = calloc((size_t)PBX_ENGINE_RING * (size_t)s->frame, sizeof(int16_t));
+    return s->ring_pcm ? 0 : -1;
+}
+
+int pbx_engine_play_flush(pbx_engine *e, int slot)
+{
+    pbx_engine_stream *s = get(e, slot);
+    if (!s) return -1;
+    int n = s->ring_count;
+    s->consumed += (uint64_t)n;
+    s->ring_count = 0;
+    s->ring_head = 0;
+    return n;
+}
+
+static int tap_alloc(pbx_engine_stream *s)
+{
+    size_t n = (size_t)PBX_ENGINE_TAP_FRAMES * (size_t)s->frame;
+    free(s->tap_rx);
+    free(s->tap_tx);
+    s->tap_rx = s->tap_tx = NULL;
+    s->tap_n = 0;
+    if (!s->tap_mode || !s->frame) return 0;
+    if (s->tap_mode & PBX_ENGINE_TAP_RX) s->tap_rx = calloc(n, sizeof(int16_t));
+    if (s->tap_mode & PBX_ENGINE_TAP_TX) s->tap_tx = calloc(n, sizeof(int16_t));
+    if (((s->tap_mode & PBX_ENGINE_TAP_RX) && !s->tap_rx)
+        || ((s->tap_mode & PBX_ENGINE_TAP_TX) && !s->tap_tx))
+        return -1;
+    return 0;
+}
+
+int pbx_engine_stream_set_media(pbx_engine *e, int slot, const pbx_engine_media_config *cfg)
+{
+    pbx_engine_stream *s = get(e, slot);
+    if (!s) return -1;
+    pbx_engine_media *old = s->media;
+    if (!cfg) {
+        pbx_engine_play_flush(e, slot);
+        pbx_engine_media_free(old);
+        s->media = NULL;
+        s->frame = 0;
+        s->external = 0;
+        free(s->ring_pcm);
+        s->ring_pcm = NULL;
+        tap_alloc(s);
+        conf_io(e, s);
+        return 0;
+    }
+    if (old && old->cfg.send_kind == cfg->send_kind && old->cfg.sample_rate == cfg->sample_rate
+        && old->cfg.clock_rate == cfg->clock_rate && old->cfg.jb_min == cfg->jb_min
+        && old->cfg.jb_max == cfg->jb_max && old->cfg.jb_start == cfg->jb_start
+        && old->cfg.jb_fixed == cfg->jb_fixed) {
+        int dtmf_pt = -1; /* same codec: keep the jitter buffer and codec state */
+        for (int pt = 0; pt < 128 && dtmf_pt < 0; pt++)
+            if (cfg->pt_kind[pt] == PBX_ENGINE_KIND_EVENT) dtmf_pt = pt;
+        if (dtmf_pt == old->jb_dtmf_pt) {
+            old->cfg = *cfg;
+            set_clock_rate(&s->tx, (uint32_t)cfg->clock_rate);
+            return s->frame;
+        }
+    }
+    pbx_engine_media *m = pbx_engine_media_new(cfg);
+    if (!m) return -1;
+    int inband_on = old && old->det;
+    int frame = m->frame;
+    if (inband_on && pbx_engine_media_set_inband(m, 1) < 0) {
+        pbx_engine_media_free(m);
+        return -1;
+    }
+    int16_t *rx = calloc((size_t)frame, sizeof *rx), *tx = calloc((size_t)frame, sizeof *tx);
+    uint8_t *ext = cfg->send_kind == PBX_ENGINE_KIND_EXTERNAL ? malloc(EXT_MAX_PAYLOAD) : NULL;
+    if (!rx || !tx || (cfg->send_kind == PBX_ENGINE_KIND_EXTERNAL && !ext)) {
+        free(rx);
+        free(tx);
+        free(ext);
+        pbx_engine_media_free(m);
+        return -1;
+    }
+    pbx_engine_media_free(old);
+    free(s->rx_pcm);
+    free(s->tx_pcm);
+    free(s->ext_buf);
+    s->media = m;
+    s->rx_pcm = rx;
+    s->tx_pcm = tx;
+    s->ext_buf = ext;
+    s->external = cfg->send_kind == PBX_ENGINE_KIND_EXTERNAL;
+    s->ext_tx_ready = 0;
+    if (frame != s->frame) { /* queued frames and taps are of the old size */
+        pbx_engine_play_flush(e, slot);
+        free(s->ring_pcm);
+        s->ring_pcm = NULL;
+        s->frame = frame;
+        if (tap_alloc(s) < 0) s->tap_mode = 0;
+    }
+    s->frame = frame;
+    set_clock_rate(&s->tx, (uint32_t)cfg->clock_rate);
+    if (s->conf >= 0 && conf_io(e, s) < 0) pbx_engine_conf_leave(e, slot);
+    return frame;
+}
+
+int pbx_engine_stream_set_inband(pbx_engine *e, int slot, int on)
+{
+    pbx_engine_stream *s = get(e, slot);
+    if (!s || !s->media) return -1;
+    return pbx_engine_media_set_inband(s->media, on);
+}
+
+int pbx_engine_stream_jitter(const pbx_engine *e, int slot, int64_t *out)
+{
+    pbx_engine_stream *s = get(e, slot);
+    if (!s || !s->media) return -1;
+    pbx_engine_media_jitter(s->media, out);
+    return 0;
+}
+
+int pbx_engine_play_push(pbx_engine *e, int slot, const int16_t *pcm, int frames)
+{
+    pbx_engine_stream *s = get(e, slot);
+    if (!s || !s->media || ring_alloc(s) < 0) return -1;
+    int n = 0;
+    while (n < frames && s->ring_count < PBX_ENGINE_RING) {
+        int i = (s->ring_head + s->ring_count) % PBX_ENGINE_RING;
+        s->ring[i].kind = PBX_ENGINE_ENTRY_PCM;
+        memcpy(s->ring_pcm + (size_t)i * (size_t)s->frame, pcm + (size_t)n * (size_t)s->frame,
+               (size_t)s->frame * sizeof(int16_t));
+        s->ring_count++;
+        n++;
+    }
+    return n;
+}
+
+int pbx_engine_play_push_event(pbx_engine *e, int slot, const uint8_t *payload, int len,
+                               int marker, uint32_t ts_off)
+{
+    pbx_engine_stream *s = get(e, slot);
+    if (!s || !s->media || len < 0 || len > 16 || ring_alloc(s) < 0) return -1;
+    if (s->ring_count >= PBX_ENGINE_RING) return 0;
+    ring_entry *r = &s->ring[(s->ring_head + s->ring_count) % PBX_ENGINE_RING];
+    r->kind = PBX_ENGINE_ENTRY_EVENT;
+    r->marker = marker != 0;
+    r->len = (uint8_t)len;
+    r->ts_off = ts_off;
+    memcpy(r->payload, payload, (size_t)len);
+    s->ring_count++;
+    return 1;
+}
+
+int pbx_engine_play_status(const pbx_engine *e, int slot, uint64_t *consumed)
+{
+    pbx_engine_stream *s = get(e, slot);
+    if (!s) return -1;
+    *consumed = s->consumed;
+    return s->ring_count;
+}
+
+int pbx_engine_play_want(pbx_engine *e, int slot, int on)
+{
+    pbx_engine_stream *s = get(e, slot);
+    if (!s) return -1;
+    s->want_feed = on != 0;
+    return 0;
+}
+
+int pbx_engine_feed_list(pbx_engine *e, int *slots, int max)
+{
+    int n = 0, kept = 0;
+    for (int i = 0; i < e->nfeed; i++) {
+        int slot = e->feed[i];
+        pbx_engine_stream *s = get(e, slot);
+        if (!s || !s->on_feed_list) continue;
+        if (n < max) {
+            slots[n++] = slot;
+            s->on_feed_list = 0;
+        } else {
+            e->feed[kept++] = slot; /* the rest waits for the next call */
+        }
+    }
+    e->nfeed = kept;
+    return n;
+}
+
+int pbx_engine_tap(pbx_engine *e, int slot, int mode)
+{
+    pbx_engine_stream *s = get(e, slot);
+    if (!s || !s->media) return -1;
+    s->tap_mode = mode & (PBX_ENGINE_TAP_RX | PBX_ENGINE_TAP_TX);
+    if (tap_alloc(s) < 0) {
+        s->tap_mode = 0;
+        tap_alloc(s);
+        return -1;
+    }
+    return 0;
+}
+
+int pbx_engine_tap_read(pbx_engine *e, int slot, int16_t *rx, int16_t *tx, int max)
+{
+    pbx_engine_stream *s = get(e, slot);
+    if (!s || !s->tap_mode) return -1;
+    int n = s->tap_n < max ? s->tap_n : max;
+    size_t fs = (size_t)s->frame, fb = fs * sizeof(int16_t);
+    size_t rest = (size_t)(s->tap_n - n) * fb;
+    if (s->tap_rx) {
+        if (rx) memcpy(rx, s->tap_rx, (size_t)n * fb);
+        memmove(s->tap_rx, s->tap_rx + (size_t)n * fs, rest);
+    }
+    if (s->tap_tx) {
+        if (tx) memcpy(tx, s->tap_tx, (size_t)n * fb);
+        memmove(s->tap_tx, s->tap_tx + (size_t)n * fs, rest);
+    }
+    s->tap_n -= n;
+    return n;
+}
+
+/* ---- receiving ------------------------------------------------------------------------------ */
+
+static void on_televent(pbx_engine *e, pbx_engine_stream *s, const uint8_t *pkt, size_t n,
+                        double now)
+{
+    pbx_rtp_hdr h;
+    if (pbx_rtp_parse(pkt, n, &h) != PBX_RTP_OK) return;
+    pbx_engine_event *ev = emit(e, PBX_ENGINE_EV_TELEVENT, s->slot, now, NULL);
+    if (!ev) return;
+    ev->pt = h.pt;
+    ev->marker = h.marker;
+    ev->seq = h.seq;
+    ev->ts = h.ts;
+    const uint8_t *p = pkt + h.payload_offset;
+    uint32_t len = h.payload_len;
+    if (len <= PBX_ENGINE_EV_PAYLOAD) {
+        ev->len = (int32_t)len;
+        memcpy(ev->payload, p, len);
+    } else if (len % 4 == 0) { /* several event blocks: the receiver reads the last ones */
+        ev->len = PBX_ENGINE_EV_PAYLOAD;
+        memcpy(ev->payload, p + len - PBX_ENGINE_EV_PAYLOAD, PBX_ENGINE_EV_PAYLOAD);
+    } else {
+        ev->len = -1;
+    }
+}
+
+static void send_packet(pbx_engine *e, pbx_engine_stream *s, const uint8_t *pkt, size_t n)
+{
+    if (!s->rx.has_remote) return;
+    ssize_t sent = sendto(s->fd, pkt, n, MSG_DONTWAIT, (struct sockaddr *)&s->remote_sa,
+                          s->remote_salen);
+    if (sent < 0) {
+        s->c.send_errors++;
+        return;
+    }
+    s->c.packets_out++;
+    s->c.bytes_out += n;
+    (void)e;
 }
 
 /* One RTP packet accepted by the checks, arrived on s. */
 static void on_rtp(pbx_engine *e, pbx_engine_stream *s, uint8_t *pkt, size_t n, double now)
 {
     pbx_engine_stream *p = s->relay >= 0 ? e->slots[s->relay] : NULL;
-    if (!p || !p->rx.has_remote) { /* phase 2: jitter buffer / RFC 4733 receiver go here */
+    if (p) {
+        if (!p->rx.has_remote) {
+            s->c.dropped_unrouted++;
+            return;
+        }
+        if (s->has_pt_map) pkt[1] = (uint8_t)((pkt[1] & 0x80) | s->pt_map[pkt[1] & 0x7f]);
+        pbx_engine_tx_rewrite(&p->tx, pkt, now);
+        send_packet(e, p, pkt, n);
+        return;
+    }
+    if (!s->media) {
         s->c.dropped_unrouted++;
         return;
     }
-    pbx_engine_tx_rewrite(&p->tx, pkt, now);
-    ssize_t sent = sendto(p->fd, pkt, n, MSG_DONTWAIT, (struct sockaddr *)&p->remote_sa,
-                          p->remote_salen);
-    if (sent < 0) {
-        p->c.send_errors++;
-        return;
-    }
-    p->c.packets_out++;
-    p->c.bytes_out += n;
+    int r = pbx_engine_media_put(s->media, pkt, n, (int64_t)llround(now * 1e6));
+    if (r == PBX_JB_EVENT)
+        on_televent(e, s, pkt, n, now);
+    else if (r < 0)
+        s->c.dropped_unrouted++;
 }
 
 static void on_datagram(pbx_engine *e, pbx_engine_stream *s, uint8_t *pkt, size_t n, int trunc,
@@ -446,7 +1383,7 @@ static void on_datagram(pbx_engine *e, pbx_engine_stream *s, uint8_t *pkt, size_
         s->c.dropped_malformed++;
         return;
     }
-    if (kind == PBX_ENGINE_RTCP) { /* rtcp-mux; phase 2 feeds it to the RTCP statistics */
+    if (kind == PBX_ENGINE_RTCP) { /* rtcp-mux: counted */
         s->c.rtcp_in++;
         return;
     }
@@ -498,7 +1435,7 @@ int pbx_engine_drain(pbx_engine *e, double now, int *events)
                 continue;
             }
             got++;
-            if (rtcp) /* phase 2 feeds it to the RTCP statistics */
+            if (rtcp) /* counted */
                 s->c.rtcp_in++;
             else /* MSG_TRUNC: r is the datagram's real length, more than fitted */
                 on_datagram(e, s, e->buf, r > PKT_BUF ? PKT_BUF : (size_t)r, r > PKT_BUF, &from,
@@ -511,9 +1448,39 @@ int pbx_engine_drain(pbx_engine *e, double now, int *events)
     return (int)got;
 }
 
-int pbx_engine_tick(pbx_engine *e, double now)
+/* ---- the tick ---------------------------------------------------------------------------- */
+
+static int terminated(const pbx_engine_stream *s) { return s && s->media && s->relay < 0; }
+
+/* The receive half's frame is in s->rx_pcm: digit event, receive tap, conference input. */
+static void after_rx(pbx_engine *e, pbx_engine_stream *s, const pbx_engine_digit *dg,
+                     double now)
 {
+    if (dg->digit) {
+        pbx_engine_event *ev = emit(e, PBX_ENGINE_EV_DIGIT, s->slot, now, NULL);
+        if (ev) {
+            ev->digit = dg->digit;
+            ev->duration_ms = dg->duration_ms;
+        }
+    }
+    if (s->tap_rx && s->tap_n < PBX_ENGINE_TAP_FRAMES)
+        memcpy(s->tap_rx + (size_t)s->tap_n * (size_t)s->frame, s->rx_pcm,
+               (size_t)s->frame * sizeof(int16_t));
+    if (s->conf >= 0 && s->conf_in) {
+        if (s->up)
+            pbx_resample_process(s->up, s->rx_pcm, (size_t)s->frame, s->conf_in);
+        else
+            memcpy(s->conf_in, s->rx_pcm, (size_t)s->frame * sizeof(int16_t));
+        s->conf_in_valid = 1;
+    }
+}
+
+int pbx_engine_tick_rx(pbx_engine *e, double now)
+{
+    clock_gettime(CLOCK_MONOTONIC, &e->tick_start);
     e->totals.ticks++;
+    e->next = 0;
+    int64_t now_us = (int64_t)llround(now * 1e6);
     for (int i = 0; i < e->cap; i++) {
         pbx_engine_stream *s = e->slots[i];
         if (!s) continue;
@@ -522,9 +1489,144 @@ int pbx_engine_tick(pbx_engine *e, double now)
             s->c.timeouts++;
             emit(e, PBX_ENGINE_EV_TIMEOUT, i, now, NULL);
         }
-        /* phase 2: playout, mixing, encoding and recording taps for s */
+        s->conf_in_valid = 0;
+        if (!terminated(s)) continue;
+        if (s->external) {
+            pbx_jb_frame_t f;
+            s->ext_code = pbx_jb_get(s->media->jb, now_us, &f);
+            s->ext_len = 0;
+            if (s->ext_code == PBX_JB_FRAME) {
+                s->ext_len = f.len < EXT_MAX_PAYLOAD ? f.len : EXT_MAX_PAYLOAD;
+                memcpy(s->ext_buf, f.payload, (size_t)s->ext_len);
+            }
+            e->ext[e->next++] = i;
+            continue;
+        }
+        pbx_engine_digit dg;
+        pbx_engine_media_rx(s->media, now_us, s->rx_pcm, &dg);
+        after_rx(e, s, &dg, now);
     }
     return e->ev_count;
+}
+
+static int32_t step_of(const pbx_engine_stream *s) { return s->media->step; }
+
+static void send_event(pbx_engine *e, pbx_engine_stream *s, const ring_entry *r, double now)
+{
+    uint16_t seq;
+    uint32_t ts;
+    pbx_engine_tx_next(&s->tx, (uint32_t)step_of(s), now, &seq, &ts);
+    if (r->marker) s->te_ts = ts; /* the event starts with this packet */
+    uint8_t *b = e->sendbuf;
+    b[0] = 0x80;
+    b[1] = (uint8_t)((r->marker ? 0x80 : 0) | (s->media->cfg.te_pt & 0x7f));
+    wr16(b + 2, seq);
+    wr32(b + 4, s->te_ts + r->ts_off);
+    wr32(b + 8, s->tx.ssrc);
+    memcpy(b + 12, r->payload, r->len);
+    send_packet(e, s, b, 12 + (size_t)r->len);
+    e->totals.frames_sent++;
+}
+
+static void send_audio(pbx_engine *e, pbx_engine_stream *s, const uint8_t *payload, int len,
+                       double now)
+{
+    uint16_t seq;
+    uint32_t ts;
+    int marker = pbx_engine_tx_next(&s->tx, (uint32_t)step_of(s), now, &seq, &ts);
+    uint8_t *b = e->sendbuf;
+    if (payload != b + 12) memcpy(b + 12, payload, (size_t)len);
+    b[0] = 0x80;
+    b[1] = (uint8_t)((marker ? 0x80 : 0) | (s->media->cfg.send_pt & 0x7f));
+    wr16(b + 2, seq);
+    wr32(b + 4, ts);
+    wr32(b + 8, s->tx.ssrc);
+    send_packet(e, s, b, 12 + (size_t)len);
+    e->totals.frames_sent++;
+}
+
+static void stream_tx(pbx_engine *e, pbx_engine_stream *s, double now)
+{
+    int f = s->frame;
+    size_t fb = (size_t)f * sizeof(int16_t);
+    int sends = s->media->cfg.sends;
+    const ring_entry *r = NULL;
+    const int16_t *pcm = NULL;
+    if (s->conf_heard && s->conf_out) { /* keep the resampler's stream continuous */
+        if (s->down)
+            pbx_resample_process(s->down, s->conf_out, (size_t)conf_get(e, s->conf)->frame,
+                                 s->tx_pcm);
+        else
+            memcpy(s->tx_pcm, s->conf_out, fb);
+        pcm = s->tx_pcm;
+    }
+    if (s->ring_count > 0) {
+        int i = s->ring_head;
+        r = &s->ring[i];
+        s->ring_head = (i + 1) % PBX_ENGINE_RING;
+        s->ring_count--;
+        s->consumed++;
+        if (r->kind == PBX_ENGINE_ENTRY_PCM) {
+            memcpy(s->tx_pcm, s->ring_pcm + (size_t)i * (size_t)f, fb);
+            pcm = s->tx_pcm;
+            r = NULL;
+        } else {
+            pcm = NULL;
+        }
+    }
+    if (!pcm) {
+        memset(s->tx_pcm, 0, fb);
+        if (!r) pcm = s->tx_pcm;
+    }
+    if (s->tap_tx && s->tap_n < PBX_ENGINE_TAP_FRAMES)
+        memcpy(s->tap_tx + (size_t)s->tap_n * (size_t)f, s->tx_pcm, fb);
+    if (s->tap_mode) {
+        if (s->tap_n < PBX_ENGINE_TAP_FRAMES)
+            s->tap_n++;
+        else
+            e->totals.tap_lost++;
+    }
+    if (s->want_feed && s->ring_count <= PBX_ENGINE_RING_LOW && !s->on_feed_list) {
+        s->on_feed_list = 1;
+        e->feed[e->nfeed++] = s->slot;
+    }
+    if (!sends || !s->rx.has_remote) return;
+    if (r) {
+        if (s->media->cfg.te_pt >= 0) send_event(e, s, r, now);
+        return;
+    }
+    if (s->external) {
+        s->ext_tx_ready = 1;
+        return;
+    }
+    int len = pbx_engine_media_encode(s->media, pcm, e->sendbuf + 12);
+    send_audio(e, s, e->sendbuf + 12, len, now);
+}
+
+int pbx_engine_tick_tx(pbx_engine *e, double now)
+{
+    for (int id = 0; id < e->nconfs; id++)
+        if (e->confs[id].used && (e->confs[id].n > 0 || e->confs[id].tap_on))
+            conf_mix(e, id, &e->confs[id]);
+    for (int i = 0; i < e->cap; i++) {
+        pbx_engine_stream *s = e->slots[i];
+        if (terminated(s)) stream_tx(e, s, now);
+    }
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t ns = (int64_t)(t1.tv_sec - e->tick_start.tv_sec) * 1000000000LL
+                 + (t1.tv_nsec - e->tick_start.tv_nsec);
+    if (ns > 0) {
+        e->totals.tick_ns += (uint64_t)ns;
+        if ((uint64_t)ns > e->totals.tick_ns_max) e->totals.tick_ns_max = (uint64_t)ns;
+    }
+    return e->ev_count;
+}
+
+int pbx_engine_tick(pbx_engine *e, double now)
+{
+    pbx_engine_tick_rx(e, now);
+    return pbx_engine_tick_tx(e, now);
 }
 
 int pbx_engine_events(pbx_engine *e, pbx_engine_event *out, int max)
@@ -537,3 +1639,50 @@ int pbx_engine_events(pbx_engine *e, pbx_engine_event *out, int max)
 }
 
 void pbx_engine_get_totals(const pbx_engine *e, pbx_engine_totals *out) { *out = e->totals; }
+
+/* ---- external codecs ------------------------------------------------------------------------ */
+
+int pbx_engine_ext_list(const pbx_engine *e, int *slots, int max)
+{
+    int n = e->next < max ? e->next : max;
+    memcpy(slots, e->ext, (size_t)n * sizeof *slots);
+    return n;
+}
+
+int pbx_engine_ext_rx(const pbx_engine *e, int slot, uint8_t *payload, int max, int *len)
+{
+    pbx_engine_stream *s = get(e, slot);
+    if (!s || !s->external) return -1;
+    int n = s->ext_len < max ? s->ext_len : max;
+    memcpy(payload, s->ext_buf, (size_t)n);
+    *len = n;
+    return s->ext_code;
+}
+
+int pbx_engine_ext_rx_pcm(pbx_engine *e, int slot, const int16_t *pcm, double now)
+{
+    pbx_engine_stream *s = get(e, slot);
+    if (!s || !s->external || !s->media) return -1;
+    memcpy(s->rx_pcm, pcm, (size_t)s->frame * sizeof(int16_t));
+    pbx_engine_digit dg;
+    inband(s->media, s->rx_pcm, &dg);
+    after_rx(e, s, &dg, now);
+    return 0;
+}
+
+int pbx_engine_ext_tx(const pbx_engine *e, int slot, int16_t *pcm)
+{
+    pbx_engine_stream *s = get(e, slot);
+    if (!s || !s->external || !s->ext_tx_ready) return 0;
+    memcpy(pcm, s->tx_pcm, (size_t)s->frame * sizeof(int16_t));
+    return 1;
+}
+
+int pbx_engine_ext_send(pbx_engine *e, int slot, const uint8_t *payload, int len, double now)
+{
+    pbx_engine_stream *s = get(e, slot);
+    if (!s || !s->external || !s->ext_tx_ready || len < 0 || len > SEND_BUF - 12) return -1;
+    s->ext_tx_ready = 0;
+    send_audio(e, s, payload, len, now);
+    return 0;
+}

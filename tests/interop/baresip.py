@@ -168,6 +168,20 @@ class Baresip:
         raise BaresipError(f"{self.name}: no {type_} event within {timeout:g} s "
                            f"(events seen: {seen})\n{self.output()}")
 
+    def wait_events(self, type_: str, count: int, timeout: float) -> list[dict[str, Any]]:
+        """The first ``count`` events of ``type_`` (seen before or arriving within ``timeout``),
+        e.g. ``CALL_DTMF_START`` once per digit received, the digit in ``param``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [ev for ev in self.events if ev.get("type") == type_]
+            if len(found) >= count:
+                return found[:count]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BaresipError(f"{self.name}: {len(found)} of {count} {type_} events within "
+                                   f"{timeout:g} s ({found})\n{self.output()}")
+            self._read_one(left)
+
     # shutdown and results -----------------------------------------------------------------------
     def stop(self, timeout: float = 5.0) -> int | None:
         """Ask baresip to quit, then SIGTERM, then SIGKILL; returns its exit status."""

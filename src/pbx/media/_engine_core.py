@@ -9,7 +9,10 @@ Three pieces, each mirroring one C function exactly so hypothesis can check they
 - ``TxState.rewrite``: a relayed packet mapped into the outgoing leg's own SSRC, sequence and
   timestamp space by fixed offsets, re-anchored right after the last packet sent whenever the
   source changes (new SSRC, a sequence jump beyond RFC 3550's dropout/misorder limits, or a
-  resync request after the peer changed), so the receiver sees one continuous stream.
+  resync request after the peer changed), so the receiver sees one continuous stream;
+- ``TxState.next``: the sequence number and timestamp of a packet the engine makes itself
+  (terminated streams), one 20 ms step after the last one, or by the time that passed (with the
+  marker bit) after relayed packets or a pause.
 
 Sans-I/O: ``now`` is passed in. The python backend of the engine runs these on every packet.
 """
@@ -41,6 +44,7 @@ ACCEPT, LATCHED, DROP_SOURCE, DROP_PT = 0, 1, 2, 3
 MAX_PACKET = 2048    # larger datagrams are dropped as malformed (the C receive buffer)
 MAX_MISORDER = 100   # RFC 3550 A.1: older than this, or newer than MAX_DROPOUT, is a new source
 MAX_DROPOUT = 3000
+PAUSE = 0.25         # seconds between own packets that make a pause (marker, timestamp jump)
 _TS_CAP = 10**18
 
 _SEQ_TS_SSRC = struct.Struct("!HII")
@@ -116,8 +120,8 @@ def _s16(v: int) -> int:
 class TxState:
     """Send-side sequence space of one stream (our SSRC, sequence and timestamp)."""
 
-    __slots__ = ("clock_rate", "has_sent", "in_seq", "in_ssrc", "in_ts", "resync", "sent_at",
-                 "seq", "seq_off", "ssrc", "synced", "ts", "ts_off", "ts_step")
+    __slots__ = ("clock_rate", "has_sent", "in_seq", "in_ssrc", "in_ts", "local", "resync",
+                 "sent_at", "seq", "seq_off", "ssrc", "synced", "ts", "ts_off", "ts_step")
 
     def __init__(self, ssrc: int, seq0: int, ts0: int, clock_rate: int = 8000) -> None:
         self.ssrc = ssrc & 0xFFFFFFFF
@@ -134,6 +138,7 @@ class TxState:
         self.ts_step = self.clock_rate // 50
         self.seq_off = 0
         self.ts_off = 0
+        self.local = False                   # the last packet sent was made by the engine
 
     def set_clock_rate(self, clock_rate: int) -> None:
         """A new clock rate (and a 20 ms default packet step) for later re-anchors."""
@@ -156,12 +161,7 @@ class TxState:
                     self.in_seq = in_seq
                     self.in_ts = in_ts
         if not same:
-            gap = 0
-            if self.has_sent:
-                x = (now - self.sent_at) * float(self.clock_rate)
-                x = x + 0.5
-                g = 0 if x <= 0.0 else _TS_CAP if x >= 1e18 else int(x)
-                gap = max(g, self.ts_step) & 0xFFFFFFFF
+            gap = self._elapsed(now, self.ts_step) if self.has_sent else 0
             self.seq_off = (self.seq + 1 - in_seq) & 0xFFFF
             self.ts_off = (self.ts + gap - in_ts) & 0xFFFFFFFF
             self.in_ssrc = in_ssrc
@@ -177,7 +177,34 @@ class TxState:
             self.ts = out_ts
             self.sent_at = now
             self.has_sent = True
+        self.local = False
         _SEQ_TS_SSRC.pack_into(pkt, 2, out_seq, out_ts, self.ssrc)
+
+    def next(self, step: int, now: float) -> tuple[int, int, bool]:
+        """(sequence number, timestamp, marker) of the next packet the engine makes itself."""
+        marker = False
+        t = self.ts
+        if not self.has_sent:
+            marker = True
+        elif self.local and now - self.sent_at < PAUSE:
+            t = (t + step) & 0xFFFFFFFF
+        else:                                # after relayed packets or a pause
+            t = (t + self._elapsed(now, step)) & 0xFFFFFFFF
+            marker = True
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.ts = t
+        self.sent_at = now
+        self.has_sent = True
+        self.local = True
+        self.resync = True                   # relayed packets after these re-anchor
+        return self.seq, t, marker
+
+    def _elapsed(self, now: float, least: int) -> int:
+        """Timestamp units since the last packet sent (rounded), at least ``least``."""
+        x = (now - self.sent_at) * float(self.clock_rate)
+        x = x + 0.5
+        g = 0 if x <= 0.0 else _TS_CAP if x >= 1e18 else int(x)
+        return max(g, least) & 0xFFFFFFFF
 
 
 @dataclass(slots=True)
