@@ -40,6 +40,7 @@
 #define RTP_MAX_DROPOUT 3000
 #define PKT_BUF 2048
 #define SEND_BUF (12 + 4 * PBX_ENGINE_MAX_FRAME)
+#define SEND_PAYLOAD (4 * PBX_ENGINE_MAX_FRAME)
 #define EXT_MAX_PAYLOAD 1500
 #define EPOLL_BATCH 256
 #define DRAIN_BUDGET 8192 /* datagrams per pbx_engine_drain call, so the loop gets a turn */
@@ -63,7 +64,26 @@ struct pbx_engine_media {
     pbx_goertzel_det *det;      /* in-band detector; NULL when off */
     int held;                   /* digit index the detector holds, -1: none */
     int32_t held_frames;        /* frames it has been held */
+    /* packet time (media_unit, pbx_engine_media_put): the newest packet, a waiting first half */
+    int32_t half[8];            /* bytes of 10 ms per kind; 0: not split */
+    int sp_has;
+    uint32_t sp_ssrc;
+    uint16_t sp_seq;
+    int64_t sp_unit;
+    int64_t sp_units;
+    int64_t pend_unit;          /* -1: no first half waiting */
+    uint32_t pend_ts;
+    int pend_marker, pend_pt;
+    uint32_t pend_ssrc;
+    int32_t pend_len;
+    uint8_t pend_payload[PBX_ENGINE_MAX_FRAME * 2]; /* half of a frame of L16 stereo at most */
+    int32_t tx_units;           /* 10 ms units per packet we send (2: one frame per tick) */
+    int32_t tx_len;             /* encoded audio waiting for a packet of tx_units */
+    uint8_t tx_acc[2 * SEND_PAYLOAD];
 };
+
+#define MAX_UNITS 12              /* 10 ms units a packet may carry (120 ms); more: not split */
+#define UNIT_BASE ((int64_t)1 << 24)
 
 /* Banker's rounding of ms * rate / 1000, as Python's round() in pbx.rtp.jitter. */
 static int32_t ms_samples(int32_t ms, int32_t rate)
@@ -84,6 +104,17 @@ static int32_t frame_bytes(int kind, int32_t frame)
     case PBX_ENGINE_KIND_EXTERNAL: return EXT_MAX_PAYLOAD / 2;
     default: return 0;
     }
+}
+
+/* The packet time we send with, in 10 ms units: cfg.ptime when the codec can be cut in 10 ms
+ * pieces and the packet fits, else 20 ms (the twin of MediaCore._set_ptime). */
+static void media_set_ptime(pbx_engine_media *m)
+{
+    int32_t half = m->half[m->cfg.send_kind & 7], p = m->cfg.ptime;
+    m->tx_units = 2;
+    if (half > 0 && p >= 10 && p <= 10 * MAX_UNITS && p % 10 == 0 && (p / 10) * half <= SEND_PAYLOAD)
+        m->tx_units = p / 10;
+    m->tx_len = 0;
 }
 
 pbx_engine_media *pbx_engine_media_new(const pbx_engine_media_config *cfg)
@@ -129,6 +160,12 @@ pbx_engine_media *pbx_engine_media_new(const pbx_engine_media_config *cfg)
     pbx_g722_init(&m->g722_dec);
     pbx_g722_init(&m->g722_enc);
     m->held = -1;
+    int half_ok = m->step % 2 == 0 && m->frame % 2 == 0;
+    for (int k = 0; k < 8; k++)
+        m->half[k] = half_ok && k >= PBX_ENGINE_KIND_PCMU && k <= PBX_ENGINE_KIND_L16_STEREO
+                         ? frame_bytes(k, m->frame) / 2 : 0;
+    m->pend_unit = -1;
+    media_set_ptime(m);
     return m;
 }
 
@@ -195,24 +232,91 @@ int pbx_engine_silent_payload(int kind, const uint8_t *p, size_t len)
     }
 }
 
+/* The first 10 ms unit a packet carries, counted across packets of any size, so that each 20 ms
+ * frame gets its own consecutive jitter-buffer slot (unit >> 1); for 20 ms packets the slot is
+ * the sequence number. The twin of MediaCore._unit. */
+static int64_t media_unit(pbx_engine_media *m, uint16_t seq, uint32_t ssrc, int64_t units)
+{
+    if (!m->sp_has || ssrc != m->sp_ssrc) {
+        m->sp_has = 1;
+        m->sp_ssrc = ssrc;
+        m->sp_seq = seq;
+        m->sp_unit = 2 * (int64_t)seq + UNIT_BASE;
+        m->sp_units = units;
+        return m->sp_unit;
+    }
+    int64_t d = (int16_t)(uint16_t)(seq - m->sp_seq);
+    if (d > 0) {
+        int64_t unit = m->sp_unit + m->sp_units + (d - 1) * units;
+        m->sp_seq = seq;
+        m->sp_unit = unit;
+        m->sp_units = units;
+        return unit;
+    }
+    return m->sp_unit + d * units;
+}
+
+static int media_put1(pbx_engine_media *m, int64_t unit, uint32_t ts, int marker, int pt,
+                      const uint8_t *payload, size_t len, uint32_t ssrc, int64_t now_us, int kind)
+{
+    /* speech is flagged (the jitter buffer then never shrinks its delay inside it); a quiet
+     * frame stays "unknown", not "silent": a loss right after it is a loss, not a pause (DTX) */
+    int speech = pbx_engine_silent_payload(kind, payload, len) == 0;
+    return pbx_jb_put(m->jb, (uint16_t)(unit >> 1), ts, marker, pt, payload, len, ssrc, now_us,
+                      speech ? 0 : -1);
+}
+
 int pbx_engine_media_put(pbx_engine_media *m, const uint8_t *pkt, size_t len, int64_t now_us)
 {
     pbx_rtp_hdr h;
     if (pbx_rtp_parse(pkt, len, &h) != PBX_RTP_OK) return -1;
-    int kind = m->cfg.pt_kind[h.pt & 0x7f];
+    int pt = h.pt & 0x7f;
+    int kind = m->cfg.pt_kind[pt];
     if (kind == PBX_ENGINE_KIND_NONE) return -1;
-    int pt = kind == PBX_ENGINE_KIND_EVENT ? m->jb_dtmf_pt : h.pt;
     const uint8_t *payload = pkt + h.payload_offset;
-    /* speech is flagged (the jitter buffer then never shrinks its delay inside it); a quiet
-     * frame stays "unknown", not "silent": a loss right after it is a loss, not a pause (DTX) */
-    int speech = pbx_engine_silent_payload(kind, payload, h.payload_len) == 0;
-    int r = pbx_jb_put(m->jb, h.seq, h.ts, h.marker, pt, payload, h.payload_len, h.ssrc, now_us,
-                       speech ? 0 : -1);
+    size_t n = h.payload_len;
+    int marker = h.marker ? 1 : 0;
+    int32_t half = m->half[kind & 7];
+    int64_t units = 2;
+    if (half && n % (size_t)half == 0 && n > 0 && n / (size_t)half <= MAX_UNITS)
+        units = (int64_t)(n / (size_t)half);
+    else
+        half = 0;
+    int64_t unit = media_unit(m, h.seq, h.ssrc, units);
     if (kind == PBX_ENGINE_KIND_EVENT) { /* the caller takes the packet itself: the receiver */
         pbx_jb_frame_t f;                /* needs its own payload type */
+        pbx_jb_put(m->jb, (uint16_t)(unit >> 1), h.ts, marker, m->jb_dtmf_pt, payload, n, h.ssrc,
+                   now_us, -1);
         while (pbx_jb_pop_event(m->jb, &f)) {
         }
         return PBX_JB_EVENT;
+    }
+    if (!half) return media_put1(m, unit, h.ts, marker, pt, payload, n, h.ssrc, now_us, kind);
+    int r = PBX_JB_ACCEPTED;
+    uint32_t ustep = (uint32_t)(m->step / 2);
+    int64_t k = 0;
+    if (unit & 1) { /* the second half of a frame */
+        if (m->pend_unit == unit - 1 && m->pend_ssrc == h.ssrc) {
+            uint8_t joined[PBX_ENGINE_MAX_FRAME * 4];
+            memcpy(joined, m->pend_payload, (size_t)m->pend_len);
+            memcpy(joined + m->pend_len, payload, (size_t)half);
+            r = media_put1(m, unit - 1, m->pend_ts, m->pend_marker, m->pend_pt, joined,
+                           (size_t)(m->pend_len + half), h.ssrc, now_us, kind);
+        }
+        m->pend_unit = -1;
+        k = 1;
+    }
+    for (; k + 1 < units; k += 2)
+        r = media_put1(m, unit + k, h.ts + (uint32_t)k * ustep, k == 0 ? marker : 0, pt,
+                       payload + k * half, (size_t)(2 * half), h.ssrc, now_us, kind);
+    if (k < units) { /* a first half: wait for the second */
+        m->pend_unit = unit + k;
+        m->pend_ts = h.ts + (uint32_t)k * ustep;
+        m->pend_marker = k == 0 ? marker : 0;
+        m->pend_pt = pt;
+        m->pend_ssrc = h.ssrc;
+        m->pend_len = half;
+        memcpy(m->pend_payload, payload + k * half, (size_t)half);
     }
     return r;
 }
@@ -356,6 +460,11 @@ typedef struct pbx_engine_stream {
     double timeout;   /* seconds without accepted packets before an RTP timeout event */
     double last_rx;   /* last accepted packet (or when the timeout was armed) */
     int timed_out;    /* event sent; re-armed by the next accepted packet */
+    /* receiver statistics of the peer's source (terminated streams), for RTCP report blocks */
+    int rs_has;
+    uint32_t rs_ssrc;
+    pbx_rtp_seq_t rs;
+    pbx_rtp_jitter_t rj;
     /* terminated streams */
     pbx_engine_media *media;
     int frame;                  /* PCM samples per frame (0 without media) */
@@ -421,6 +530,11 @@ struct pbx_engine {
     struct timespec tick_start;
     uint8_t buf[PKT_BUF];
     uint8_t sendbuf[SEND_BUF];
+    /* RTCP of terminated streams, waiting for Python (one PBX_ENGINE_EV_RTCP event each) */
+    uint64_t rtcp_head;
+    int rtcp_unread;
+    int32_t rtcp_len[PBX_ENGINE_RTCP_RING];
+    uint8_t rtcp_buf[PBX_ENGINE_RTCP_RING][PBX_ENGINE_RTCP_MAX];
 };
 
 /* ---- pure kernels ------------------------------------------------------------------------ */
@@ -1152,7 +1266,9 @@ int pbx_engine_stream_set_media(pbx_engine *e, int slot, const pbx_engine_media_
         for (int pt = 0; pt < 128 && dtmf_pt < 0; pt++)
             if (cfg->pt_kind[pt] == PBX_ENGINE_KIND_EVENT) dtmf_pt = pt;
         if (dtmf_pt == old->jb_dtmf_pt) {
+            int32_t ptime = old->cfg.ptime;
             old->cfg = *cfg;
+            if (cfg->ptime != ptime) media_set_ptime(old);
             set_clock_rate(&s->tx, (uint32_t)cfg->clock_rate);
             return s->frame;
         }
@@ -1375,6 +1491,83 @@ static void on_rtp(pbx_engine *e, pbx_engine_stream *s, uint8_t *pkt, size_t n, 
         s->c.dropped_unrouted++;
 }
 
+static int terminated(const pbx_engine_stream *s);
+
+/* RTCP (on port + 1, or muxed): counted; a terminated stream's, from its peer's address (any
+ * port), is kept for Python, which parses it (RTCP is rare). */
+static void on_rtcp(pbx_engine *e, pbx_engine_stream *s, const uint8_t *pkt, size_t n,
+                    const struct sockaddr_storage *from, double now)
+{
+    s->c.rtcp_in++;
+    if (!terminated(s) || !s->rx.has_remote || n > PBX_ENGINE_RTCP_MAX) return;
+    pbx_engine_addr src;
+    sa_to_addr(from, &src);
+    if (src.family != s->rx.remote.family || memcmp(src.ip, s->rx.remote.ip, 16) != 0) return;
+    if (e->rtcp_unread >= PBX_ENGINE_RTCP_RING) {
+        e->totals.events_lost++;
+        return;
+    }
+    pbx_engine_event *ev = emit(e, PBX_ENGINE_EV_RTCP, s->slot, now, NULL);
+    if (!ev) return;
+    int i = (int)(e->rtcp_head++ % PBX_ENGINE_RTCP_RING);
+    e->rtcp_unread++;
+    memcpy(e->rtcp_buf[i], pkt, n);
+    e->rtcp_len[i] = (int32_t)n;
+    ev->seq = (uint16_t)i;
+    ev->len = (int32_t)n;
+}
+
+/* RFC 3550 A.1 and A.8 statistics of the peer's source (the twin: pbx.rtp.stats.ReceiverStats,
+ * started afresh on a new SSRC). */
+static void rx_stats(pbx_engine_stream *s, const uint8_t *pkt, double now)
+{
+    uint32_t ssrc = rd32(pkt + 8);
+    if (!s->rs_has || ssrc != s->rs_ssrc) {
+        s->rs_has = 1;
+        s->rs_ssrc = ssrc;
+        pbx_rtp_seq_init(&s->rs, PBX_RTP_MIN_SEQUENTIAL);
+        pbx_rtp_jitter_init(&s->rj);
+    }
+    int64_t ext;
+    if (pbx_rtp_seq_update(&s->rs, rd16(pkt + 2), &ext)) {
+        double a = nearbyint(now * (double)s->media->cfg.clock_rate); /* round half even */
+        pbx_rtp_jitter_update(&s->rj, (uint32_t)(uint64_t)(int64_t)a, rd32(pkt + 4));
+    }
+}
+
+int pbx_engine_rtcp_read(pbx_engine *e, int index, uint8_t *buf, int max)
+{
+    if (index < 0 || index >= PBX_ENGINE_RTCP_RING || e->rtcp_unread <= 0) return -1;
+    int n = e->rtcp_len[index] < max ? e->rtcp_len[index] : max;
+    memcpy(buf, e->rtcp_buf[index], (size_t)n);
+    e->rtcp_unread--;
+    return n;
+}
+
+int pbx_engine_stream_rtcp_info(pbx_engine *e, int slot, int report, pbx_engine_rtcp_info *out)
+{
+    pbx_engine_stream *s = get(e, slot);
+    if (!s) return -1;
+    memset(out, 0, sizeof *out);
+    out->tx_ssrc = s->tx.ssrc;
+    out->tx_ts = s->tx.ts;
+    out->tx_sent_at = s->tx.sent_at;
+    out->tx_has_sent = s->tx.has_sent;
+    if (!s->rs_has) return 0;
+    out->has_source = 1;
+    out->ssrc = s->rs_ssrc;
+    out->received = (int64_t)s->rs.received;
+    out->expected = pbx_rtp_seq_expected(&s->rs);
+    out->jitter = (uint32_t)(s->rj.jitter_q4 >> 4);
+    out->jitter_q4 = s->rj.jitter_q4;
+    if (report) {
+        uint8_t fraction;
+        pbx_rtp_seq_report(&s->rs, &fraction, &out->cumulative, &out->ext_highest);
+        out->fraction = fraction;
+    }
+    return 0;
+}
+
 static void on_datagram(pbx_engine *e, pbx_engine_stream *s, uint8_t *pkt, size_t n, int trunc,
                         const struct sockaddr_storage *from, double now)
 {
@@ -1383,8 +1576,8 @@ static void on_datagram(pbx_engine *e, pbx_engine_stream *s, uint8_t *pkt, size_
         s->c.dropped_malformed++;
         return;
     }
-    if (kind == PBX_ENGINE_RTCP) { /* rtcp-mux: counted */
-        s->c.rtcp_in++;
+    if (kind == PBX_ENGINE_RTCP) { /* rtcp-mux */
+        on_rtcp(e, s, pkt, n, from, now);
         return;
     }
     pbx_engine_addr src;
@@ -1408,6 +1601,7 @@ static void on_datagram(pbx_engine *e, pbx_engine_stream *s, uint8_t *pkt, size_
     s->c.bytes_in += n;
     s->last_rx = now;
     s->timed_out = 0;
+    if (terminated(s)) rx_stats(s, pkt, now);
     on_rtp(e, s, pkt, n, now);
 }
 
@@ -1435,8 +1629,8 @@ int pbx_engine_drain(pbx_engine *e, double now, int *events)
                 continue;
             }
             got++;
-            if (rtcp) /* counted */
-                s->c.rtcp_in++;
+            if (rtcp)
+                on_rtcp(e, s, e->buf, r > PKT_BUF ? PKT_BUF : (size_t)r, &from, now);
             else /* MSG_TRUNC: r is the datagram's real length, more than fitted */
                 on_datagram(e, s, e->buf, r > PKT_BUF ? PKT_BUF : (size_t)r, r > PKT_BUF, &from,
                             now);
@@ -1529,11 +1723,11 @@ static void send_event(pbx_engine *e, pbx_engine_stream *s, const ring_entry *r,
 }
 
 static void send_audio(pbx_engine *e, pbx_engine_stream *s, const uint8_t *payload, int len,
-                       double now)
+                       uint32_t step, double now)
 {
     uint16_t seq;
     uint32_t ts;
-    int marker = pbx_engine_tx_next(&s->tx, (uint32_t)step_of(s), now, &seq, &ts);
+    int marker = pbx_engine_tx_next(&s->tx, step, now, &seq, &ts);
     uint8_t *b = e->sendbuf;
     if (payload != b + 12) memcpy(b + 12, payload, (size_t)len);
     b[0] = 0x80;
@@ -1590,17 +1784,37 @@ static void stream_tx(pbx_engine *e, pbx_engine_stream *s, double now)
         s->on_feed_list = 1;
         e->feed[e->nfeed++] = s->slot;
     }
-    if (!sends || !s->rx.has_remote) return;
+    pbx_engine_media *m = s->media;
+    if (!sends || !s->rx.has_remote) {
+        m->tx_len = 0;
+        return;
+    }
     if (r) {
-        if (s->media->cfg.te_pt >= 0) send_event(e, s, r, now);
+        m->tx_len = 0; /* events replace the audio */
+        if (m->cfg.te_pt >= 0) send_event(e, s, r, now);
         return;
     }
     if (s->external) {
         s->ext_tx_ready = 1;
         return;
     }
-    int len = pbx_engine_media_encode(s->media, pcm, e->sendbuf + 12);
-    send_audio(e, s, e->sendbuf + 12, len, now);
+    if (m->tx_units == 2) {
+        int len = pbx_engine_media_encode(m, pcm, e->sendbuf + 12);
+        send_audio(e, s, e->sendbuf + 12, len, (uint32_t)step_of(s), now);
+        return;
+    }
+    /* another packet time: collect encoded audio, send every full packet (10 ms: two per
+     * tick; 30 ms: on two ticks of three) */
+    m->tx_len += pbx_engine_media_encode(m, pcm, m->tx_acc + m->tx_len);
+    int32_t size = m->tx_units * m->half[m->cfg.send_kind & 7];
+    uint32_t step = (uint32_t)(m->tx_units * (m->step / 2));
+    int32_t off = 0;
+    for (; m->tx_len - off >= size; off += size)
+        send_audio(e, s, m->tx_acc + off, size, step, now);
+    if (off) {
+        memmove(m->tx_acc, m->tx_acc + off, (size_t)(m->tx_len - off));
+        m->tx_len -= off;
+    }
 }
 
 int pbx_engine_tick_tx(pbx_engine *e, double now)
@@ -1683,6 +1897,6 @@ int pbx_engine_ext_send(pbx_engine *e, int slot, const uint8_t *payload, int len
     pbx_engine_stream *s = get(e, slot);
     if (!s || !s->external || !s->ext_tx_ready || len < 0 || len > SEND_BUF - 12) return -1;
     s->ext_tx_ready = 0;
-    send_audio(e, s, payload, len, now);
+    send_audio(e, s, payload, len, (uint32_t)step_of(s), now);
     return 0;
 }

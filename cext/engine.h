@@ -5,8 +5,11 @@
  * every ready socket, checks each packet (RTP v2 header, source address, symmetric-RTP latching,
  * payload type), counts it and then either relays it (SSRC/sequence/timestamp rewritten, payload
  * type mapped, sent out of the partner stream) or, for a terminated stream (one with media set),
- * puts it in the stream's jitter buffer; telephone-event packets are also handed to Python as
- * events (the RFC 4733 receiver runs there: they are rare).
+ * puts it in the stream's jitter buffer (packets of N x 10 ms of G.711, G.722 or L16 cut into or
+ * joined to 20 ms frames first, each in its own slot); telephone-event packets are also handed
+ * to Python as events (the RFC 4733 receiver runs there: they are rare), and so is the RTCP of
+ * terminated streams (Python parses it and sends the reports; C keeps the RFC 3550 A.1/A.8
+ * receiver statistics of the peer's source per packet, pbx_engine_stream_rtcp_info).
  *
  * pbx_engine_tick() runs once per 20 ms media tick and does all the per-frame work of all
  * streams in one call: RTP timeouts; for every terminated stream jitter-buffer playout, decoding
@@ -169,6 +172,8 @@ typedef struct {
     int32_t sends;          /* 0: send nothing (recvonly, inactive, held) */
     int32_t jb_min, jb_max, jb_start, jb_fixed;
     uint8_t pt_kind[128];   /* what each received payload type carries (NONE: not negotiated) */
+    int32_t ptime;          /* ms of audio per packet we send: 10 to 120 in 10 ms steps for
+                             * G.711, G.722 and L16 (if the packet fits); anything else: 20 */
 } pbx_engine_media_config;
 
 /* One decoded or concealed 20 ms frame's in-band digit report. */
@@ -289,5 +294,28 @@ int pbx_engine_media_encode(pbx_engine_media *m, const int16_t *pcm, uint8_t *pa
 void pbx_engine_media_jitter(const pbx_engine_media *m, int64_t *out);
 /* Whether a payload of a kind is silence (1), speech (0) or unknown (-1), for the jitter buffer. */
 int pbx_engine_silent_payload(int kind, const uint8_t *payload, size_t len);
+
+/* RTCP of terminated streams (PBX_ENGINE_EV_RTCP events: seq is the packet's index for
+ * pbx_engine_rtcp_read, len its length) and what a report needs to know about a stream. */
+#define PBX_ENGINE_EV_RTCP 5
+#define PBX_ENGINE_RTCP_RING 64
+#define PBX_ENGINE_RTCP_MAX 1500
+typedef struct {
+    int32_t has_source;     /* packets of the peer's SSRC are being counted */
+    uint32_t ssrc;          /* the peer's */
+    int64_t received, expected;
+    uint32_t jitter;        /* interarrival jitter, RTP timestamp units (as a report carries it) */
+    uint64_t jitter_q4;     /* ... times 16 */
+    uint8_t fraction;       /* with report: loss since the last report, 1/256 */
+    int32_t cumulative;     /* with report: cumulative loss (24-bit clamped) */
+    uint32_t ext_highest;   /* with report: extended highest sequence number */
+    uint32_t tx_ssrc, tx_ts; /* ours: SSRC, timestamp of the last packet sent, and when */
+    double tx_sent_at;
+    int32_t tx_has_sent;
+} pbx_engine_rtcp_info;
+/* Copy captured RTCP packet index out (once); its length, or -1. */
+int pbx_engine_rtcp_read(pbx_engine *e, int index, uint8_t *buf, int max);
+/* Report figures (report: take fraction/cumulative/ext_highest and start a new interval). */
+int pbx_engine_stream_rtcp_info(pbx_engine *e, int slot, int report, pbx_engine_rtcp_info *out);
 
 #endif

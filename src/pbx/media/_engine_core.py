@@ -23,6 +23,8 @@ import struct
 from collections.abc import Hashable
 from dataclasses import dataclass, fields
 
+from pbx.rtp.stats import ReceiverStats
+
 __all__ = [
     "ACCEPT",
     "DROP_PT",
@@ -33,8 +35,10 @@ __all__ = [
     "RTCP",
     "RTP",
     "Counters",
+    "RtcpInfo",
     "RxState",
     "TxState",
+    "rtcp_info",
     "rtp_check",
 ]
 
@@ -226,3 +230,35 @@ class Counters:
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class RtcpInfo:
+    """What an RTCP report needs to know about a stream (the C ``pbx_engine_rtcp_info``):
+    the peer's source as ``ReceiverStats`` counts it (``fraction``, ``cumulative`` and
+    ``ext_highest`` only when asked for a report, which starts a new loss interval) and the
+    last packet we sent."""
+
+    has_source: bool
+    ssrc: int
+    received: int
+    expected: int
+    jitter: int                 # RTP timestamp units, as a report block carries it
+    fraction: int
+    cumulative: int
+    ext_highest: int
+    tx_ssrc: int
+    tx_ts: int
+    tx_sent_at: float
+    tx_has_sent: bool
+
+
+def rtcp_info(stats: ReceiverStats | None, tx: TxState, report: bool) -> RtcpInfo:
+    """The twin of ``pbx_engine_stream_rtcp_info``."""
+    fraction = cumulative = ext_highest = 0
+    if stats is not None and report:
+        fraction, cumulative, ext_highest = stats.sequence.report()
+    return RtcpInfo(
+        stats is not None, stats.ssrc if stats else 0, stats.received if stats else 0,
+        stats.expected if stats else 0, int(stats.jitter) if stats else 0, fraction,
+        cumulative, ext_highest, tx.ssrc, tx.ts, tx.sent_at, tx.has_sent)

@@ -8,7 +8,8 @@ mirroring ``pbx_engine_media_*`` step for step so hypothesis can check they agre
   telephone-event packets go through it too (so their sequence numbers are not taken for
   losses) and are reported as ``EVENT``, for the caller to hand to its RFC 4733 receiver;
 - ``rx``: one 20 ms tick: jitter-buffer playout, then decoding (PCMU, PCMA, G.722, L16 mono or
-  stereo; exactly one 20 ms frame per packet, anything else is concealed), G.711 Appendix I
+  stereo; packets of 10 to 120 ms in 10 ms steps are cut into or joined to 20 ms frames first,
+  other sizes are concealed), G.711 Appendix I
   concealment for losses and underflows (``pbx.media.plc``, 3.75 ms of delay), silence before
   the first packet and while the sender pauses, then in-band DTMF detection: a digit is reported
   once, in the frame where it ends, with how long it was held (frames x 20 ms);
@@ -62,12 +63,21 @@ KIND_NONE, KIND_PCMU, KIND_PCMA, KIND_G722, KIND_L16, KIND_L16_STEREO = 0, 1, 2,
 KIND_EXTERNAL, KIND_EVENT = 6, 7
 RX_FRAME, RX_CONCEALED, RX_SILENCE = 0, 1, 2
 MAX_FRAME = 960                     # PCM samples of 20 ms at 48 kHz
+SEND_PAYLOAD = 4 * MAX_FRAME        # the largest payload the engine sends
 EXT_MAX_PAYLOAD = 1500
 KEYS = inband.KEYS
 
 Int16Array = npt.NDArray[np.int16]
 _HDR = struct.Struct("!BBHII")
 _SILENCE_REASONS = frozenset({MissingReason.STARTUP, MissingReason.GAP})
+MAX_UNITS = 12                      # 10 ms units a packet may carry (120 ms); more: not split
+UNIT_BASE = 1 << 24                 # where unit counting starts (keeps units positive)
+_SPLIT = frozenset({KIND_PCMU, KIND_PCMA, KIND_G722, KIND_L16, KIND_L16_STEREO})
+
+
+def _s16(v: int) -> int:
+    v &= 0xFFFF
+    return v - 0x10000 if v & 0x8000 else v
 
 
 def kind_of(codec: Codec) -> int:
@@ -126,7 +136,8 @@ class MediaConfig:
     ``pt_kind`` maps each received payload type to its kind (``KIND_EVENT`` for
     telephone-event); ``te_pt`` is the telephone-event payload type we send with (-1: none);
     delays in ms, ``jb_fixed`` < 0 for an adaptive jitter buffer. ``codec`` is the send codec's
-    description, needed only for external (Opus) streams.
+    description, needed only for external (Opus) streams. ``ptime``: ms of audio per packet we
+    send, 10 to 120 in 10 ms steps for G.711, G.722 and L16 when the packet fits (else 20).
     """
 
     send_kind: int
@@ -141,6 +152,7 @@ class MediaConfig:
     jb_start: int = 60
     jb_fixed: int = -1
     codec: Codec | None = field(default=None, compare=False)
+    ptime: int = 20
 
     @property
     def frame(self) -> int:
@@ -251,14 +263,65 @@ class MediaCore:
         self.det: Any = None
         self.held = -1
         self.held_frames = 0
+        # packet-time state (``_unit``, ``put``): the newest packet and a waiting first half
+        half_ok = self.step % 2 == 0 and self.frame % 2 == 0
+        self.half = [(_frame_bytes(k, self.frame) // 2 if half_ok and k in _SPLIT else 0)
+                     for k in range(8)]
+        self.sp_has = False
+        self.sp_ssrc = 0
+        self.sp_seq = 0
+        self.sp_unit = 0
+        self.sp_units = 0
+        self.pend_unit = -1
+        self.pend_ts = 0
+        self.pend_marker = 0
+        self.pend_pt = 0
+        self.pend_ssrc = 0
+        self.pend_payload = b""
+        self.tx_units = 2
+        self.tx_acc = bytearray()
+        self._set_ptime()
+
+    def _set_ptime(self) -> None:
+        """The packet time we send with, in 10 ms units (as ``media_set_ptime`` in C)."""
+        half, p = self.half[self.cfg.send_kind & 7], self.cfg.ptime
+        self.tx_units = 2
+        if half > 0 and 10 <= p <= 10 * MAX_UNITS and p % 10 == 0 and p // 10 * half <= SEND_PAYLOAD:
+            self.tx_units = p // 10
+        self.tx_acc = bytearray()
+
+    @property
+    def ptime(self) -> int:
+        """ms of audio in each packet we send."""
+        return 10 * self.tx_units
+
+    def packets(self, pcm: Int16Array) -> list[tuple[bytes, int]]:
+        """One frame to the (payload, timestamp step) of each packet to send now: one per frame
+        at 20 ms; else the frame's payload is collected and every full packet goes out (10 ms:
+        two per frame, 30 ms: on two frames of three)."""
+        payload = self.encode(pcm)
+        if self.tx_units == 2:
+            return [(payload, self.step)]
+        acc = self.tx_acc
+        acc += payload
+        size = self.tx_units * self.half[self.cfg.send_kind & 7]
+        step = self.tx_units * (self.step // 2)
+        out = []
+        while len(acc) >= size:
+            out.append((bytes(acc[:size]), step))
+            del acc[:size]
+        return out
 
     def reconfigure(self, cfg: MediaConfig) -> None:
         """Payload types, telephone-event or direction changed, codec and delays did not
         (``cfg.same_core(self.cfg)``): keep the jitter buffer and codec state."""
         if not cfg.same_core(self.cfg):
             raise ValueError("reconfigure keeps the codec; make a new MediaCore instead")
+        ptime = self.cfg.ptime
         self.cfg = cfg
         self.pt_kind = [cfg.pt_kind.get(pt, KIND_NONE) for pt in range(128)]
+        if cfg.ptime != ptime:
+            self._set_ptime()
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -275,8 +338,15 @@ class MediaCore:
             self.held = -1
 
     def put(self, pkt: bytes | bytearray, now: float) -> int:
-        """One accepted packet: a ``PutResult`` code, ``PutResult.EVENT`` for telephone-event, or
-        -1 when its payload type is not in the configuration."""
+        """One accepted packet: a ``PutResult`` code (of its last frame put; ``ACCEPTED`` when
+        it only left a first half waiting), ``PutResult.EVENT`` for telephone-event, or -1 when
+        its payload type is not in the configuration.
+
+        Packets of N x 10 ms of G.711, G.722 or L16 are cut into 20 ms frames, each put in its
+        own slot of the jitter buffer (see ``_unit``); a frame whose two halves come in two
+        packets (10 or 30 ms packets) is joined when the second half comes right after the
+        first (a lost half loses the frame: concealed). Other sizes go in whole (and are
+        concealed when decoded); events and Opus packets take one slot each."""
         start, end = payload_bounds(pkt)
         if end < start:
             return -1
@@ -287,13 +357,71 @@ class MediaCore:
             return -1
         event = kind == KIND_EVENT
         payload = bytes(pkt[start:end])
-        speech = silent_payload(kind, payload) == 0   # quiet frames stay "unknown" (as in C)
-        r = self.jb.put(seq, ts, bool(b1 & 0x80), self.dtmf_pt if event else pt, payload, ssrc,
-                        now, silent=False if speech else None)
+        marker = b1 >> 7
+        half = self.half[kind]
+        n = len(payload)
+        units = 2
+        if half and n % half == 0 and 0 < n // half <= MAX_UNITS:
+            units = n // half
+        else:
+            half = 0
+        unit = self._unit(seq, ssrc, units)
         if event:
+            self.jb.put((unit >> 1) & 0xFFFF, ts, bool(marker), self.dtmf_pt, payload, ssrc, now)
             self.jb.pop_events()             # the caller takes the packet itself
             return int(PutResult.EVENT)
-        return int(r)
+        if not half:
+            return self._put1(unit, ts, marker, pt, payload, ssrc, now, kind)
+        r = int(PutResult.ACCEPTED)
+        ustep = self.step // 2
+        k = 0
+        if unit & 1:                         # the second half of a frame
+            if self.pend_unit == unit - 1 and self.pend_ssrc == ssrc:
+                r = self._put1(unit - 1, self.pend_ts, self.pend_marker, self.pend_pt,
+                               self.pend_payload + payload[:half], ssrc, now, kind)
+            self.pend_unit = -1
+            k = 1
+        while k + 1 < units:
+            r = self._put1(unit + k, (ts + k * ustep) & 0xFFFFFFFF, marker if k == 0 else 0, pt,
+                           payload[k * half:(k + 2) * half], ssrc, now, kind)
+            k += 2
+        if k < units:                        # a first half: wait for the second
+            self.pend_unit = unit + k
+            self.pend_ts = (ts + k * ustep) & 0xFFFFFFFF
+            self.pend_marker = marker if k == 0 else 0
+            self.pend_pt = pt
+            self.pend_ssrc = ssrc
+            self.pend_payload = payload[k * half:]
+        return r
+
+    def _put1(self, unit: int, ts: int, marker: int, pt: int, payload: bytes, ssrc: int,
+              now: float, kind: int) -> int:
+        speech = silent_payload(kind, payload) == 0   # quiet frames stay "unknown" (as in C)
+        return int(self.jb.put((unit >> 1) & 0xFFFF, ts, bool(marker), pt, payload, ssrc, now,
+                               silent=False if speech else None))
+
+    def _unit(self, seq: int, ssrc: int, units: int) -> int:
+        """The first 10 ms unit a packet carries, counted across packets of any size, so each
+        20 ms frame gets its own consecutive slot (``unit >> 1``) in the jitter buffer: packets
+        whose sequence number goes forward by d start ``units`` of the last packet plus
+        ``(d - 1) * units`` after it (lost packets assumed the size of this one); older ones
+        ``d * units`` before it. For 20 ms packets the slot is the sequence number itself. A new
+        SSRC starts afresh."""
+        if not self.sp_has or ssrc != self.sp_ssrc:
+            self.sp_has = True
+            self.sp_ssrc = ssrc
+            self.sp_seq = seq
+            self.sp_unit = 2 * seq + UNIT_BASE
+            self.sp_units = units
+            return self.sp_unit
+        d = _s16(seq - self.sp_seq)
+        if d > 0:
+            unit = self.sp_unit + self.sp_units + (d - 1) * units
+            self.sp_seq = seq
+            self.sp_unit = unit
+            self.sp_units = units
+            return unit
+        return self.sp_unit + d * units
 
     def rx(self, now: float) -> tuple[int, Int16Array, tuple[str, int] | None]:
         """The tick's frame: (``RX_*`` code, PCM, (digit, duration_ms) of a digit that ended)."""

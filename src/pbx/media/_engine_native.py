@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pbx.media._engine_core import Counters
+from pbx.media._engine_core import Counters, RtcpInfo
 from pbx.media._engine_media import EXT_MAX_PAYLOAD, ExternalCoder, MediaConfig
 from pbx.media._native import ffi, lib
 from pbx.rtp.jitter import Frame
@@ -28,6 +28,7 @@ __all__ = [
     "AVAILABLE",
     "EV_DIGIT",
     "EV_LATCHED",
+    "EV_RTCP",
     "EV_TELEVENT",
     "EV_TIMEOUT",
     "NativeCore",
@@ -40,7 +41,7 @@ __all__ = [
 
 AVAILABLE: bool = lib is not None and hasattr(lib, "pbx_engine_tick_rx")
 
-EV_TIMEOUT, EV_LATCHED, EV_DIGIT, EV_TELEVENT = 1, 2, 3, 4
+EV_TIMEOUT, EV_LATCHED, EV_DIGIT, EV_TELEVENT, EV_RTCP = 1, 2, 3, 4, 5
 
 RawEvent = tuple[int, int, float, Any]
 """(kind, slot, at, data): an engine event. data: the new address (latched), (digit,
@@ -102,6 +103,7 @@ def media_config_to_c(cfg: MediaConfig, c_ffi: Any = None) -> Any:
     c.clock_rate = cfg.clock_rate
     c.te_pt = cfg.te_pt
     c.sends = 1 if cfg.sends else 0
+    c.ptime = cfg.ptime
     c.jb_min, c.jb_max, c.jb_start, c.jb_fixed = cfg.jb_min, cfg.jb_max, cfg.jb_start, cfg.jb_fixed
     for pt, kind in cfg.pt_kind.items():
         c.pt_kind[pt] = kind
@@ -128,6 +130,8 @@ class NativeCore:
         self._slots = ffi.new("int[]", 1024)
         self._ext_buf = ffi.new("uint8_t[]", EXT_MAX_PAYLOAD)
         self._ext_len = ffi.new("int *")
+        self._rtcp_buf = ffi.new("uint8_t[]", int(lib.PBX_ENGINE_RTCP_MAX))
+        self._rtcp_info = ffi.new("pbx_engine_rtcp_info *")
         self.frames: dict[int, int] = {}           # slot -> PCM samples per frame
         self.external: dict[int, ExternalCoder] = {}
         c_drain, c_tick = lib.pbx_engine_drain, lib.pbx_engine_tick
@@ -334,6 +338,15 @@ class NativeCore:
                 lib.pbx_engine_ext_send(e, slot, payload, len(payload), now)
         return waiting
 
+    def rtcp_info(self, slot: int, report: bool) -> RtcpInfo:
+        """``pbx_engine_stream_rtcp_info``: the figures an RTCP report needs."""
+        i = self._rtcp_info
+        if lib.pbx_engine_stream_rtcp_info(self._e, slot, 1 if report else 0, i) < 0:
+            raise ValueError(f"no stream in slot {slot}")
+        return RtcpInfo(bool(i.has_source), int(i.ssrc), int(i.received), int(i.expected),
+                        int(i.jitter), int(i.fraction), int(i.cumulative), int(i.ext_highest),
+                        int(i.tx_ssrc), int(i.tx_ts), float(i.tx_sent_at), bool(i.tx_has_sent))
+
     # -- events and totals ----------------------------------------------------------------------
 
     def events(self) -> list[RawEvent]:
@@ -352,6 +365,9 @@ class NativeCore:
                 elif kind == EV_TELEVENT:
                     payload = bytes(ffi.buffer(ev.payload, ev.len)) if ev.len >= 0 else b"\0"
                     data = (int(ev.pt), bool(ev.marker), int(ev.seq), int(ev.ts), payload)
+                elif kind == EV_RTCP:
+                    n = lib.pbx_engine_rtcp_read(self._e, ev.seq, self._rtcp_buf, len(self._rtcp_buf))
+                    data = bytes(ffi.buffer(self._rtcp_buf, n)) if n >= 0 else b""
                 out.append((kind, int(ev.slot), float(ev.at), data))
             if n < _EVENT_BATCH:
                 return out

@@ -21,16 +21,29 @@ neither (packets counted and dropped). Terminated streams:
 
 - receive: jitter buffer (``pbx.rtp.jitter``), decoding, G.711 Appendix I concealment, in-band
   DTMF (``enable_inband_dtmf``) and RFC 4733 telephone-events (both reported once per digit as
-  ``MediaEvent(kind="digit")`` when the digit ends, with its duration); 20 ms packets only;
-- send: every 20 ms while the negotiated direction lets us send, even when there is nothing to
+  ``MediaEvent(kind="digit")`` when the digit ends, with its duration); G.711, G.722 and L16
+  packets of 10 to 120 ms (in 10 ms steps) are cut into or joined to 20 ms frames before the
+  jitter buffer, each frame in its own slot;
+- send: with the negotiated ``ptime`` (G.711, G.722, L16: 10 to 120 ms in 10 ms steps, two
+  packets per tick at 10 ms, and at 30 ms a packet on two ticks of three as audio is ready;
+  Opus and packets too large for the engine: 20 ms); every tick's frame is sent (or collected
+  for the next packet) while the negotiated direction lets us send, even when there is nothing to
   play (encoded silence, no comfort-noise payload): peers and NATs see a live stream and the
   timestamps never jump. The frame sent is the next one of what the stream plays (``play``,
   ``send_dtmf``), else its conference mix, else silence;
 - record (``record``) and mix (``engine.conference``).
 
 Ports: each stream takes an even RTP port from the configured range and reserves port + 1 for
-RTCP, bound too unless the stream uses rtcp-mux (RFC 5761). RTCP is counted and dropped, on
-either port. IPv4 and IPv6 (bind addresses per engine or per stream).
+RTCP, bound too unless the stream uses rtcp-mux (RFC 5761). IPv4 and IPv6 (bind addresses per
+engine or per stream).
+
+RTCP (RFC 3550): counted on every stream; terminated streams also send a compound SR (or RR
+while they do not send) with a report block about the peer's source (RFC 3550 A.1/A.8, kept
+per packet by the backend) and SDES CNAME every ``EngineConfig.rtcp_interval`` seconds times
+0.5-1.5 at random, and BYE when closed. What the peer sends from its address (the C engine
+hands it over like telephone-events: it is rare) is parsed in Python: its SR for LSR/DLSR, its
+report blocks about us for RTT and the loss and jitter it sees (``Stream.rtcp_stats``).
+Relayed streams' RTCP is counted and dropped.
 
 Events (``MediaEvent``: RTP timeout, latched to a new address, digit) are delivered in batches
 after a drain or a tick, to the ``on_event`` callback when one is given, else to
@@ -42,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import heapq
 import ipaddress
 import logging
 import os
@@ -56,7 +70,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from pbx.errors import PbxError
+from pbx.errors import ParseError, PbxError
 from pbx.media import _engine_native
 from pbx.media._engine_aio_jobs import (
     Conference,
@@ -68,14 +82,36 @@ from pbx.media._engine_aio_jobs import (
     _Player,
     _SourceFrames,
 )
-from pbx.media._engine_core import Counters
+from pbx.media._engine_core import Counters, RtcpInfo
 from pbx.media._engine_media import KIND_EVENT, KIND_NONE, MediaConfig, kind_of
 from pbx.media.codecs import UnknownCodecError, get_codec
-from pbx.media.engine_aio import EV_DIGIT, EV_LATCHED, EV_TELEVENT, EV_TIMEOUT, PyBackend
+from pbx.media.engine_aio import (
+    EV_DIGIT,
+    EV_LATCHED,
+    EV_RTCP,
+    EV_TELEVENT,
+    EV_TIMEOUT,
+    PyBackend,
+)
 from pbx.media.playback import FrameSource, PcmSource
 from pbx.media.tones import dtmf_tones
 from pbx.rtp.dtmf import EVENT_CODES, DigitEnd, DtmfReceiver
 from pbx.rtp.jitter import JitterStats
+from pbx.rtp.rtcp import (
+    Bye,
+    ReceiverReport,
+    ReportBlock,
+    RtcpPacket,
+    SdesChunk,
+    SenderReport,
+    SourceDescription,
+    build_rtcp,
+    compact_from_seconds,
+    ntp_compact,
+    ntp_from_time,
+    parse_rtcp,
+)
+from pbx.rtp.stats import rtt_from_report_block
 from pbx.sip.offer_answer import NegotiatedMedia
 
 __all__ = [
@@ -90,6 +126,7 @@ __all__ = [
     "Playback",
     "PortRangeExhausted",
     "Recording",
+    "RtcpStats",
     "Stream",
     "StreamStats",
     "available_backends",
@@ -137,6 +174,7 @@ class EngineConfig:
     jitter_max_ms: int = 300         # floor that absorbs 2 lost packets in a row without a stall
     jitter_start_ms: int = 40        # buffered before the first frame plays
     jitter_fixed_ms: int | None = None  # a fixed delay instead of the adaptive one
+    rtcp_interval: float = 5.0       # terminated streams' RTCP reports (x 0.5-1.5 at random); 0: off
 
     def __post_init__(self) -> None:
         if not 0 < self.port_min <= self.port_max <= 65535:
@@ -152,6 +190,8 @@ class EngineConfig:
         if (self.rtp_timeout < 0 or self.max_catchup_ticks < 0 or self.max_events < 1
                 or not 0 <= self.coalesce <= TICK):
             raise ValueError("rtp_timeout, max_catchup_ticks, max_events or coalesce out of range")
+        if self.rtcp_interval < 0:
+            raise ValueError("rtcp_interval must not be negative")
         if (min(self.jitter_min_ms, self.jitter_max_ms, self.jitter_start_ms) < 0
                 or (self.jitter_fixed_ms is not None and self.jitter_fixed_ms < 0)):
             raise ValueError("jitter buffer delays must not be negative")
@@ -217,6 +257,46 @@ class MediaEvent:
     digit: str | None = None               # digit: 0-9 * # A-D, or ! (flash, RFC 4733 only)
     source: Literal["rfc4733", "inband"] | None = None
     duration_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RtcpStats:
+    """RTCP of a terminated stream (RFC 3550): what the peer reports about our packets, what we
+    measure about its packets, and what we sent. None where nothing is known yet."""
+
+    rtt: float | None                  # seconds, from the peer's last report block about us
+    peer_fraction_lost: float | None   # of our packets, as the peer reported (0..1)
+    peer_cumulative_lost: int | None
+    peer_jitter: float | None          # seconds, as the peer reported
+    fraction_lost: float | None        # of the peer's packets, in our last report interval
+    cumulative_lost: int               # of the peer's packets (expected - received)
+    jitter: float | None               # seconds, interarrival jitter of the peer's packets
+    packets_sent: int                  # RTP, ours
+    octets_sent: int                   # RTP payload octets, ours
+    reports_sent: int
+    reports_received: int              # RTCP compound packets from the peer
+    peer_bye: bool                     # the peer sent BYE
+
+
+class _Rtcp:
+    """One terminated stream's RTCP state (RFC 3550 section 6), kept by the engine shell."""
+
+    __slots__ = ("bye", "clock_rate", "due", "fraction", "lsr", "lsr_at", "peer_cum",
+                 "peer_fraction", "peer_jitter", "received", "rtt", "sent")
+
+    def __init__(self, clock_rate: int, due: float) -> None:
+        self.clock_rate = clock_rate
+        self.due = due
+        self.lsr = 0                     # the peer's last SR (compact NTP) and when it came
+        self.lsr_at = 0.0
+        self.rtt: float | None = None
+        self.peer_fraction: int | None = None
+        self.peer_cum: int | None = None
+        self.peer_jitter: int | None = None
+        self.fraction: int | None = None
+        self.sent = 0
+        self.received = 0
+        self.bye = False
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -311,6 +391,9 @@ class _Backend(Protocol):
     def conf_set(self, key: int, flags: int, whisper_to: int) -> None: ...
     def conf_tap(self, cid: int, on: bool) -> None: ...
     def conf_tap_read(self, cid: int, frame: int) -> Int16Array: ...
+    # RTCP
+    def rtcp_info(self, key: int, report: bool) -> RtcpInfo: ...
+    def send_rtcp(self, key: int, data: bytes, addr: tuple[str, int], mux: bool) -> None: ...
 
 
 class _NativeBackend:
@@ -456,6 +539,19 @@ class _NativeBackend:
 
     def counters(self, key: int) -> Counters:
         return self.core.counters(key)
+
+    def rtcp_info(self, key: int, report: bool) -> RtcpInfo:
+        return self.core.rtcp_info(key, report)
+
+    def send_rtcp(self, key: int, data: bytes, addr: tuple[str, int], mux: bool) -> None:
+        socks = self._socks.get(key)
+        if socks is None:
+            return
+        sock = socks[0] if mux or socks[1] is None else socks[1]
+        try:
+            sock.sendto(data, addr)
+        except OSError:
+            pass                       # like a lost datagram: the next report follows
 
     def tick(self, now: float) -> None:
         if self.core.tick(now):
@@ -647,7 +743,8 @@ class Stream:
             te_pt=te.payload_type if te is not None and te.payload_type is not None else -1,
             sends=sends, jb_min=cfg_e.jitter_min_ms, jb_max=cfg_e.jitter_max_ms,
             jb_start=cfg_e.jitter_start_ms,
-            jb_fixed=-1 if cfg_e.jitter_fixed_ms is None else cfg_e.jitter_fixed_ms, codec=send)
+            jb_fixed=-1 if cfg_e.jitter_fixed_ms is None else cfg_e.jitter_fixed_ms, codec=send,
+            ptime=media.ptime)
         if not remote_ip.is_unspecified:
             self.set_remote(str(remote_ip), media.remote_port, payload_types=pt_kind,
                             clock_rate=send.clock_rate, latch=latch,
@@ -659,6 +756,7 @@ class Stream:
         self._media = media
         self._rate, self._frame = send.sample_rate, frame
         self._te_rates = dict(media.receive_telephone_events)
+        engine._rtcp_start(self, send.clock_rate)
 
     def enable_inband_dtmf(self, on: bool = True) -> None:
         """Detect DTMF tones in the received audio (``MediaEvent(kind="digit",
@@ -735,6 +833,26 @@ class Stream:
             removed_samples=c[10], underflows=c[11], resyncs=c[12], buffered=c[13],
             current_delay_ms=c[14] * ms, target_delay_ms=c[15] * ms)
 
+    def rtcp_stats(self) -> RtcpStats | None:
+        """RTCP figures of a terminated stream (None without media or with RTCP off)."""
+        impl = self._engine._impl_for(self)
+        r = self._engine._rtcp.get(self._key)
+        if r is None:
+            return None
+        info = impl.rtcp_info(self._key, False)
+        c = impl.counters(self._key)
+        rate = float(r.clock_rate)
+        return RtcpStats(
+            rtt=r.rtt,
+            peer_fraction_lost=None if r.peer_fraction is None else r.peer_fraction / 256,
+            peer_cumulative_lost=r.peer_cum,
+            peer_jitter=None if r.peer_jitter is None else r.peer_jitter / rate,
+            fraction_lost=None if r.fraction is None else r.fraction / 256,
+            cumulative_lost=info.expected - info.received,
+            jitter=info.jitter / rate if info.has_source else None,
+            packets_sent=c.packets_out, octets_sent=c.bytes_out - 12 * c.packets_out,
+            reports_sent=r.sent, reports_received=r.received, peer_bye=r.bye)
+
     def set_timeout(self, seconds: float) -> None:
         """Change the RTP timeout (0 disables, e.g. on hold); the timer restarts now."""
         if seconds < 0:
@@ -786,6 +904,10 @@ class MediaEngine:
         self._receivers: dict[int, DtmfReceiver] = {}
         self._open_digits: set[int] = set()
         self._ticks = 0
+        self._rtcp: dict[int, _Rtcp] = {}
+        self._rtcp_due: list[tuple[float, int]] = []   # (when, stream key): a heap
+        self._cname = f"{self._rng.getrandbits(64):016x}@pbx"
+        self._ntp_offset = time.time() - _monotonic()   # monotonic -> wall clock, for SRs
 
     async def __aenter__(self) -> MediaEngine:
         await self.start()
@@ -962,6 +1084,9 @@ class MediaEngine:
         for other in self._conferences.values():
             if other is not conf:
                 other._forget(stream, closed=True)
+        if stream._key in self._rtcp:
+            self._rtcp_send(stream, _monotonic(), bye=True)
+            del self._rtcp[stream._key]
         self._receivers.pop(stream._key, None)
         self._open_digits.discard(stream._key)
         stream._closed = True
@@ -1102,6 +1227,15 @@ class MediaEngine:
                 stream = self._streams.get(key)
                 if stream is not None:
                     self._collect(stream)
+        due = self._rtcp_due
+        while due and due[0][0] <= now:
+            _, key = heapq.heappop(due)
+            r = self._rtcp.get(key)
+            stream = self._streams.get(key)
+            if r is None or stream is None or r.due > now:
+                continue                       # gone, or rescheduled (a stale heap entry)
+            self._rtcp_send(stream, now)
+            self._rtcp_schedule(key, r, now)
         if self._open_digits:
             for key in list(self._open_digits):
                 rcv = self._receivers.get(key)
@@ -1129,6 +1263,9 @@ class MediaEngine:
             stream = self._streams.get(key)
             if stream is None:
                 continue
+            if kind == EV_RTCP:
+                self._rtcp_received(stream, data, at)
+                continue
             if kind == EV_TELEVENT:
                 pt, marker, seq, ts, payload = data
                 rcv = self._receivers.get(key)
@@ -1143,6 +1280,105 @@ class MediaEngine:
                 ev = MediaEvent("timeout" if kind == EV_TIMEOUT else "latched", stream, at,
                                 data if kind == EV_LATCHED else None)
             self._deliver(ev)
+
+    # -- RTCP (RFC 3550 section 6) -------------------------------------------------------------
+
+    def _rtcp_start(self, stream: Stream, clock_rate: int) -> None:
+        interval = self.config.rtcp_interval
+        if interval <= 0:
+            return
+        r = self._rtcp.get(stream._key)
+        if r is not None:
+            r.clock_rate = clock_rate
+            return
+        r = self._rtcp[stream._key] = _Rtcp(clock_rate, 0.0)
+        self._rtcp_schedule(stream._key, r, _monotonic(), first=True)
+
+    def _rtcp_schedule(self, key: int, r: _Rtcp, now: float, first: bool = False) -> None:
+        """The next report: the interval times 0.5-1.5 at random (section 6.2; the first after
+        half of that, section 6.2 "initial")."""
+        t = self.config.rtcp_interval * self._rng.uniform(0.5, 1.5)
+        r.due = now + (t / 2 if first else t)
+        heapq.heappush(self._rtcp_due, (r.due, key))
+
+    @staticmethod
+    def _rtcp_mux(stream: Stream) -> bool:
+        media = stream._media
+        return stream.rtcp_mux or (media is not None and media.rtcp_mux)
+
+    def _rtcp_addr(self, stream: Stream) -> tuple[str, int] | None:
+        """Where RTCP goes: the peer's RTCP address from SDP, or (after latching, or without
+        one) its RTP address, port + 1 unless RTCP is muxed."""
+        remote = self._impl_for(stream).remote(stream._key)
+        media = stream._media
+        if remote is None:
+            return None
+        if self._rtcp_mux(stream):
+            return remote
+        if (media is not None and (media.remote_address, media.remote_port) == remote
+                and media.remote_rtcp_port):
+            return str(ipaddress.ip_address(media.remote_rtcp_address)), media.remote_rtcp_port
+        return remote[0], remote[1] + 1
+
+    def _rtcp_send(self, stream: Stream, now: float, bye: bool = False) -> None:
+        """A compound packet: SR (we sent RTP within two intervals) or RR, with a report block
+        about the peer's source when we have one, SDES CNAME, and BYE when closing."""
+        impl = self._impl_for(stream)
+        r = self._rtcp[stream._key]
+        addr = self._rtcp_addr(stream)
+        if addr is None:
+            return
+        info = impl.rtcp_info(stream._key, True)
+        blocks: tuple[ReportBlock, ...] = ()
+        if info.has_source:
+            dlsr = compact_from_seconds(max(0.0, now - r.lsr_at)) if r.lsr else 0
+            blocks = (ReportBlock(info.ssrc, info.fraction, info.cumulative, info.ext_highest,
+                                  info.jitter, r.lsr, dlsr),)
+            r.fraction = info.fraction
+        ssrc = info.tx_ssrc
+        packets: list[RtcpPacket] = []
+        if info.tx_has_sent and now - info.tx_sent_at < 2 * self.config.rtcp_interval:
+            c = impl.counters(stream._key)
+            ts = (info.tx_ts + round((now - info.tx_sent_at) * r.clock_rate)) & 0xFFFFFFFF
+            packets.append(SenderReport(
+                ssrc, ntp_from_time(now + self._ntp_offset), ts, c.packets_out & 0xFFFFFFFF,
+                (c.bytes_out - 12 * c.packets_out) & 0xFFFFFFFF, blocks))
+        else:
+            packets.append(ReceiverReport(ssrc, blocks))
+        packets.append(SourceDescription((SdesChunk.with_cname(ssrc, self._cname),)))
+        if bye:
+            packets.append(Bye((ssrc,)))
+        impl.send_rtcp(stream._key, build_rtcp(packets), addr, self._rtcp_mux(stream))
+        r.sent += 1
+
+    def _rtcp_received(self, stream: Stream, data: bytes, at: float) -> None:
+        """The peer's compound packet: its SR (for LSR/DLSR), report blocks about us (RTT,
+        loss and jitter it sees), BYE. Malformed ones are ignored."""
+        r = self._rtcp.get(stream._key)
+        if r is None or self._impl is None:
+            return
+        try:
+            packets = parse_rtcp(data)
+        except ParseError:
+            return
+        r.received += 1
+        ours = self._impl.rtcp_info(stream._key, False).tx_ssrc
+        for p in packets:
+            if isinstance(p, SenderReport):
+                r.lsr = ntp_compact(p.ntp_timestamp)
+                r.lsr_at = at
+            if isinstance(p, (SenderReport, ReceiverReport)):
+                for b in p.reports:
+                    if b.ssrc != ours:
+                        continue
+                    rtt = rtt_from_report_block(b, at, ntp_offset=self._ntp_offset)
+                    if rtt is not None:
+                        r.rtt = rtt
+                    r.peer_fraction = b.fraction_lost
+                    r.peer_cum = b.cumulative_lost
+                    r.peer_jitter = b.jitter
+            elif isinstance(p, Bye):
+                r.bye = True
 
     def _deliver(self, ev: MediaEvent) -> None:
         if self._on_event is None:

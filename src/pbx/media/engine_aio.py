@@ -29,18 +29,22 @@ from pbx.media._engine_core import (
     MAX_PACKET,
     RTCP,
     Counters,
+    RtcpInfo,
     RxState,
     TxState,
+    rtcp_info,
     rtp_check,
 )
 from pbx.media._engine_media import MediaConfig, MediaCore, payload_bounds
 from pbx.media.mixer import Conference
 from pbx.media.resample import Resampler
 from pbx.rtp.jitter import PutResult
+from pbx.rtp.stats import ReceiverStats
 
-__all__ = ["EV_DIGIT", "EV_LATCHED", "EV_TELEVENT", "EV_TIMEOUT", "PyBackend"]
+__all__ = ["EV_DIGIT", "EV_LATCHED", "EV_RTCP", "EV_TELEVENT", "EV_TIMEOUT", "PyBackend"]
 
-EV_TIMEOUT, EV_LATCHED, EV_DIGIT, EV_TELEVENT = 1, 2, 3, 4
+EV_TIMEOUT, EV_LATCHED, EV_DIGIT, EV_TELEVENT, EV_RTCP = 1, 2, 3, 4, 5
+RTCP_MAX = 1500          # PBX_ENGINE_RTCP_MAX
 CONF_MUTED, CONF_DEAF = 1, 2
 WHISPER_NOBODY = -2
 RING = 8                 # playout entries per stream, as PBX_ENGINE_RING
@@ -118,6 +122,7 @@ class _PyStream(asyncio.DatagramProtocol):
         self.down: Any = None
         self.conf_in: Int16Array | None = None
         self.conf_out: Int16Array | None = None
+        self.rstats: ReceiverStats | None = None   # the peer's source (terminated streams)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -141,7 +146,7 @@ class _PyStream(asyncio.DatagramProtocol):
         kind = rtp_check(data) if len(data) <= MAX_PACKET else MALFORMED
         if kind:
             if kind == RTCP:
-                c.rtcp_in += 1
+                self.on_rtcp(data, addr, now)
             else:
                 c.dropped_malformed += 1
             return
@@ -167,6 +172,11 @@ class _PyStream(asyncio.DatagramProtocol):
         c.bytes_in += len(data)
         self.last_rx = now
         self.timed_out = False
+        if self.media is not None and self.peer is None:
+            rs = self.rstats
+            if rs is None or rs.ssrc != ssrc:
+                rs = self.rstats = ReceiverStats(ssrc, self.media.cfg.clock_rate)
+            rs.on_packet(seq, _HDR.unpack_from(data)[3], now)
         peer = self.peer
         if peer is not None:
             if peer.rx.remote is None or peer.transport is None:
@@ -191,6 +201,16 @@ class _PyStream(asyncio.DatagramProtocol):
                                  televent_payload(data[start:end])))])
         elif r < 0:
             c.dropped_unrouted += 1
+
+    def on_rtcp(self, data: bytes, addr: tuple[Any, ...], now: float) -> None:
+        """RTCP: counted; a terminated stream's, from its peer's address, goes to the engine."""
+        self.c.rtcp_in += 1
+        remote = self.rx.remote
+        if self.media is None or self.peer is not None or remote is None or len(data) > RTCP_MAX:
+            return
+        if _canonical(addr)[0] != remote[0]:  # type: ignore[index]
+            return
+        self.backend.emit([(EV_RTCP, self.key, now, bytes(data))])
 
     def send(self, pkt: bytes | bytearray) -> None:
         if self.transport is None or self.rx.remote is None:
@@ -242,8 +262,10 @@ class _PyStream(asyncio.DatagramProtocol):
             self.backend.feed.append(self.key)
         cfg = media.cfg
         if not cfg.sends or self.rx.remote is None or self.transport is None:
+            media.tx_acc.clear()
             return 0
         if entry is not None:
+            media.tx_acc.clear()             # events replace the audio
             if cfg.te_pt < 0:
                 return 0
             seq, ts, _ = self.tx.next(media.step, now)
@@ -253,11 +275,13 @@ class _PyStream(asyncio.DatagramProtocol):
             self.send(_HDR.pack(0x80, (0x80 if marker else 0) | cfg.te_pt, seq,
                                 (self.te_ts + ts_off) & 0xFFFFFFFF, self.tx.ssrc) + payload)
             return 1
-        payload = media.encode(pcm)
-        seq, ts, marker = self.tx.next(media.step, now)
-        self.send(_HDR.pack(0x80, (0x80 if marker else 0) | cfg.send_pt, seq, ts, self.tx.ssrc)
-                  + payload)
-        return 1
+        sent = 0
+        for payload, step in media.packets(pcm):
+            seq, ts, marker = self.tx.next(step, now)
+            self.send(_HDR.pack(0x80, (0x80 if marker else 0) | cfg.send_pt, seq, ts,
+                                self.tx.ssrc) + payload)
+            sent += 1
+        return sent
 
 
 class _PyRtcp(asyncio.DatagramProtocol):
@@ -274,7 +298,7 @@ class _PyRtcp(asyncio.DatagramProtocol):
         self.stream._closed_one()
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self.stream.c.rtcp_in += 1
+        self.stream.on_rtcp(data, addr, _monotonic())
 
 
 class PyBackend:
@@ -367,6 +391,18 @@ class PyBackend:
     def counters(self, key: int) -> Counters:
         c = self._streams[key].c
         return Counters(**c.as_dict())
+
+    def rtcp_info(self, key: int, report: bool) -> RtcpInfo:
+        st = self._streams[key]
+        return rtcp_info(st.rstats, st.tx, report)
+
+    def send_rtcp(self, key: int, data: bytes, addr: tuple[str, int], mux: bool) -> None:
+        st = self._streams.get(key)
+        if st is None:
+            return
+        t = st.transport if mux or st.rtcp_transport is None else st.rtcp_transport
+        if t is not None and not t.is_closing():
+            t.sendto(data, addr)
 
     # -- terminated streams -------------------------------------------------------------------
 
