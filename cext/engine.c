@@ -456,10 +456,11 @@ typedef struct pbx_engine_stream {
     socklen_t remote_salen;
     int relay;        /* slot of the relay partner, or -1 */
     int has_pt_map;   /* relayed packets from here get pt_map[pt] out of the partner */
-    uint8_t pt_map[128];
     double timeout;   /* seconds without accepted packets before an RTP timeout event */
     double last_rx;   /* last accepted packet (or when the timeout was armed) */
     int timed_out;    /* event sent; re-armed by the next accepted packet */
+    /* cold: read per packet only when has_pt_map (kept off the relay path's cache lines) */
+    uint8_t pt_map[128];
     /* receiver statistics of the peer's source (terminated streams), for RTCP report blocks */
     int rs_has;
     uint32_t rs_ssrc;
