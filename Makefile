@@ -36,8 +36,15 @@ test: setup debs lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
 	PBX_NO_EXTENSIONS=1 $(PY) -m pytest -q -p no:cacheprovider -m "not interop" tests
 
+# Every benchmark: figures on stdout and JSON in benchmarks/out/ (several minutes; needs a quiet
+# machine to mean anything). Each script takes --quick for a smoke run.
 bench: setup debs
 	$(PY) benchmarks/sip_load.py
+	$(PY) benchmarks/media_relay.py
+	$(PY) benchmarks/media_conference.py
+	$(PY) benchmarks/media_jitter.py
+	$(PY) benchmarks/media_mixer.py
+	$(PY) benchmarks/media_pesq.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info src/pbx/_dsp*.so
