@@ -37,7 +37,7 @@ test: setup debs lint
 	PBX_NO_EXTENSIONS=1 $(PY) -m pytest -q -p no:cacheprovider -m "not interop" tests
 
 # Every benchmark: figures on stdout and JSON in benchmarks/out/ (several minutes; needs a quiet
-# machine to mean anything). Each script takes --quick for a smoke run.
+# machine to mean anything). sip_load, media_relay, media_conference and media_mixer take --quick.
 bench: setup debs
 	$(PY) benchmarks/sip_load.py
 	$(PY) benchmarks/media_relay.py
