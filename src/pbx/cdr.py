@@ -34,6 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
+from pbx._sqlite import open_db
 from pbx.errors import PbxError
 from pbx.events import (
     CallAnswered,
@@ -306,26 +307,8 @@ class CdrStore:
         memory = str(path) == ":memory:"
         if not memory and not create and not self.path.exists():
             raise PbxError(f"no call records at {self.path}")
-        try:
-            if not memory:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db: sqlite3.Connection | None = sqlite3.connect(
-                ":memory:" if memory else self.path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._migrate(self._db)
-        except (OSError, sqlite3.Error) as exc:
-            raise PbxError(f"cannot open call records {self.path}: {exc}") from exc
-
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        version: int = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            db.close()
-            raise PbxError(f"call records {self.path} have schema version {version}; "
-                           f"this pbx knows up to {SCHEMA_VERSION}")
-        for n in range(version, SCHEMA_VERSION):
-            db.executescript(f"BEGIN; {_MIGRATIONS[n]} PRAGMA user_version = {n + 1}; COMMIT;")
+        self._db: sqlite3.Connection | None = open_db(
+            ":memory:" if memory else self.path, _MIGRATIONS, "call records")
 
     @property
     def _conn(self) -> sqlite3.Connection:

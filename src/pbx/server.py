@@ -111,6 +111,7 @@ class SipServer:
         self._unresolved: set[str] = set()
         self._counter = 0
         self._pool = b""
+        self._pool_at = 0
         self.stats: dict[str, int] = {"parse_errors": 0, "requests": 0, "responses": 0}
 
     def _ssl_context(self) -> ssl.SSLContext | None:
@@ -244,11 +245,11 @@ class SipServer:
     # Helpers ------------------------------------------------------------------------------------
     def _random(self, n: int) -> bytes:
         """``n`` bytes from the OS CSPRNG, drawn 4 KiB at a time (one syscall per ~500 ids)."""
-        pool = self._pool
-        if len(pool) < n:
-            pool = os.urandom(4096)
-        self._pool = pool[n:]
-        return pool[:n]
+        at = self._pool_at
+        if at + n > len(self._pool):
+            self._pool, at = os.urandom(4096), 0
+        self._pool_at = at + n
+        return self._pool[at:at + n]
 
     def _next_id(self) -> str:
         """A tag or branch suffix: a counter (unique) and 32 random bits (unguessable)."""

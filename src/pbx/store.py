@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 
+from pbx._sqlite import open_db
 from pbx.config import User
 from pbx.errors import PbxError
 from pbx.sip.location import Binding, check_aor
@@ -53,26 +54,7 @@ class SqliteLocationStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db: sqlite3.Connection | None = sqlite3.connect(self.path,
-                                                                  isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._migrate(self._db)
-        except (OSError, sqlite3.Error) as exc:
-            raise PbxError(f"cannot open location store {self.path}: {exc}") from exc
-
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        version: int = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            db.close()
-            raise PbxError(f"location store {self.path} has schema version {version}; "
-                           f"this pbx knows up to {SCHEMA_VERSION}")
-        for n in range(version, SCHEMA_VERSION):
-            # executescript() commits first, so BEGIN/COMMIT go inside the script.
-            db.executescript(f"BEGIN; {_MIGRATIONS[n]} PRAGMA user_version = {n + 1}; COMMIT;")
+        self._db: sqlite3.Connection | None = open_db(self.path, _MIGRATIONS, "location store")
 
     @property
     def _conn(self) -> sqlite3.Connection:

@@ -41,6 +41,7 @@ from typing import Any
 import aiohttp
 
 from pbx import __version__
+from pbx._sqlite import open_db
 from pbx.errors import PbxError
 from pbx.events import Event, EventBus, KindFilter
 from pbx.metrics import Registry
@@ -226,23 +227,7 @@ class WebhookDispatcher:
 
     # The outbox ---------------------------------------------------------------------------------
     def _open(self, path: Path) -> sqlite3.Connection | None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=5000")
-            version: int = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                db.close()
-                raise PbxError(f"webhook outbox {path} has schema version {version}; "
-                               f"this pbx knows up to {SCHEMA_VERSION}")
-            for n in range(version, SCHEMA_VERSION):
-                db.executescript(
-                    f"BEGIN; {_MIGRATIONS[n]} PRAGMA user_version = {n + 1}; COMMIT;")
-        except (OSError, sqlite3.Error) as exc:
-            raise PbxError(f"cannot open webhook outbox {path}: {exc}") from exc
-        return db
+        return open_db(path, _MIGRATIONS, "webhook outbox")
 
     @property
     def _conn(self) -> sqlite3.Connection:
