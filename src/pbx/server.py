@@ -26,6 +26,7 @@ from pbx.errors import ParseError
 from pbx.sip import auth
 from pbx.sip.address import parse_address
 from pbx.sip.badrequest import error_reply
+from pbx.sip.dialog import create_cancel
 from pbx.sip.location import Binding, LocationStore
 from pbx.sip.message import Request, Response
 from pbx.sip.peer import Peer
@@ -653,17 +654,7 @@ class SipServer:
         now = self._now()
         events: list[object] = []
         for branch in branches:
-            fwd = branch.request
-            cancel = Request("CANCEL", fwd.uri)
-            h = cancel.headers
-            h.add("Via", fwd.headers.values("Via")[0])
-            for route in fwd.headers.get_all("Route"):
-                h.add("Route", route)
-            h.add("Max-Forwards", "70")
-            h.add("From", fwd.headers.get("From") or "")
-            h.add("To", fwd.headers.get("To") or "")
-            h.add("Call-ID", fwd.call_id)
-            h.add("CSeq", f"{fwd.cseq.seq} CANCEL")
+            cancel = create_cancel(branch.request)
             peer = self._branch_peer.get(branch.key)  # type: ignore[call-overload]
             if peer is None:
                 continue
