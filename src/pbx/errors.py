@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ParseError", "PbxError"]
+__all__ = ["CallHungUp", "ConfigError", "DialFailed", "ParseError", "PbxError"]
 
 
 class PbxError(Exception):
@@ -42,3 +42,26 @@ class ConfigError(PbxError):
             where += f":{line}"
         prefix = f"{where}: " + (f"[{key}] " if key else "")
         super().__init__(prefix + message)
+
+
+class CallHungUp(PbxError):
+    """The party of a call (or leg) hung up: raised by the next Call API await after that.
+
+    ``side`` is who ended it (``caller``, ``callee`` or ``system``)."""
+
+    def __init__(self, side: str = "caller", reason: str = "") -> None:
+        super().__init__(f"{side} hung up" + (f" ({reason})" if reason else ""))
+        self.side = side
+        self.reason = reason
+
+
+class DialFailed(PbxError):
+    """No target of a ``dial()`` answered. ``status`` is the best final SIP status seen (486
+    busy, 480/408 no answer, ...) or None; ``reason`` a ``pbx.events.Reason`` token."""
+
+    def __init__(self, status: int | None, reason: str, targets: object = None) -> None:
+        super().__init__(f"dial failed: {reason}" + (f" ({status})" if status else "")
+                         + (f" to {targets!r}" if targets else ""))
+        self.status = status
+        self.reason = reason
+        self.targets = targets

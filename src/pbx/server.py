@@ -18,7 +18,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pbx.config import Config
@@ -27,6 +27,7 @@ from pbx.sip import auth
 from pbx.sip.address import parse_address
 from pbx.sip.badrequest import error_reply
 from pbx.sip.dialog import create_cancel
+from pbx.sip.endpoint import Endpoint
 from pbx.sip.location import Binding, LocationStore
 from pbx.sip.message import Request, Response
 from pbx.sip.peer import Peer
@@ -97,6 +98,12 @@ class SipServer:
         self.bindings: dict[str, list[Binding]] = {}
         self._dirty: set[str] = set()
         self._flush_task: asyncio.Task[None] | None = None
+        # The B2BUA side (set by pbx.Pbx): sessions the PBX takes part in, and who decides
+        # which new INVITEs it takes (True: taken, answered by the callee).
+        self.endpoint: Endpoint | None = None
+        self.take_call: Callable[[TxKey, Request, Peer], bool] | None = None
+        # Told of every accepted REGISTER that changed bindings: (aor, bindings now, source).
+        self.on_registration: Callable[[str, list[Binding], Peer], None] | None = None
         self._proxied: dict[TxKey, _Proxied] = {}         # server tx key -> state
         self._branch_owner: dict[TxKey, _Proxied] = {}    # client tx key -> state
         self._branch_peer: dict[TxKey, Peer] = {}          # client tx key -> next hop
@@ -198,6 +205,8 @@ class SipServer:
             self.transport.send(reply, peer)
 
     def _on_unreachable(self, peer: Peer) -> None:
+        if self.endpoint is not None:
+            self.endpoint.on_unreachable(peer)
         now = self._now()
         events: list[object] = []
         for key, hop in list(self._branch_peer.items()):
@@ -206,11 +215,15 @@ class SipServer:
         self._run(events)
 
     def _run(self, events: Sequence[object]) -> None:
+        endpoint = self.endpoint
         for ev in events:
             if isinstance(ev, Send):
                 self.transport.send(bytes(ev.message), ev.peer)
             elif isinstance(ev, RequestReceived):
                 self._on_request(ev.key, ev.request, ev.source)
+            elif endpoint is not None and (endpoint.on_ack(ev) if isinstance(ev, AckReceived)
+                                           else endpoint.on_event(ev)):
+                continue
             elif isinstance(ev, ResponseReceived):
                 self._on_branch_response(ev.key, ev.response)
             elif isinstance(ev, AckReceived):
@@ -371,6 +384,15 @@ class SipServer:
         if not self._pop_own_routes(req):
             self._reply(key, req, 400, "Bad Route")
             return
+        endpoint = self.endpoint
+        if endpoint is not None:
+            handle = endpoint.owns_request(key, req)
+            if handle is not None:
+                endpoint.on_request(handle, key, req, source)
+                return
+            if (method == "INVITE" and req.to.tag is None and self.take_call is not None
+                    and self._offer_call(key, req, source)):
+                return
         if method == "CANCEL":
             self._on_cancel(key, req)
             return
@@ -403,6 +425,55 @@ class SipServer:
             if not self._is_own_uri(route_uri):
                 return True
             req.headers.remove_first_value("Route")
+
+    def _offer_call(self, key: TxKey, req: Request, source: Peer) -> bool:
+        """A new INVITE the B2BUA may take: True if taken (or refused on its behalf)."""
+        assert self.take_call is not None
+        rejected = check_request(req, self._own_sent_by)
+        if rejected is not None:
+            self._reply(key, req, *rejected)
+            return True
+        if not self._is_own_uri(req.uri):
+            return False
+        from_uri = req.from_.uri
+        user = from_uri.user if isinstance(from_uri, SipUri) else None
+        if (user and isinstance(from_uri, SipUri)
+                and from_uri.host_bare.lower() in self._own_hosts
+                and (self.users.get_ha1(user, "MD5") or self.users.get_ha1(user, "SHA-256"))
+                and not self._trusted(source)):
+            # A local identity must prove itself (no impersonation); anyone else may call
+            # the PBX's numbers, as anyone may call a local user.
+            if not self._wants(req):
+                return False
+            if not self._authenticate(key, req, user, proxy=True):
+                return True
+        return self.take_call(key, req, source)
+
+    def _wants(self, req: Request) -> bool:
+        wants = getattr(self.take_call, "wants", None)
+        return True if wants is None else bool(wants(req))
+
+    # Host interface of the endpoint (pbx.sip.endpoint.Host) -----------------------------------
+    def send_bytes(self, data: bytes, peer: Peer) -> None:
+        self.transport.send(data, peer)
+
+    def run_events(self, events: Sequence[object]) -> None:
+        self._run(events)
+
+    def peer_for(self, uri: Uri) -> Peer | None:
+        return self._peer_for(uri)
+
+    def local_address(self, transport: str, towards: str) -> tuple[str, int]:
+        return self._local_via(transport, towards)
+
+    def now(self) -> float:
+        return self._now()
+
+    def next_id(self) -> str:
+        return self._next_id()
+
+    def random(self) -> float:
+        return int.from_bytes(self._random(4), "big") / 2**32
 
     # Registrar ----------------------------------------------------------------------------------
     def _challenge(self, key: TxKey, req: Request, stale: bool = False, proxy: bool = False,
@@ -476,6 +547,11 @@ class SipServer:
             else:
                 self.bindings.pop(aor, None)
             self._dirty.add(aor)
+            if self.on_registration is not None:
+                try:
+                    self.on_registration(aor, result.bindings, source)
+                except Exception:
+                    log.exception("registration hook failed")
         self._reply(key, req, result.status, result.reason, headers=result.response_headers)
 
     # Proxy ------------------------------------------------------------------------------------
@@ -487,6 +563,26 @@ class SipServer:
             return [(req.uri, self._peer_for(route_uri))], 0
         uri = req.uri
         assert isinstance(uri, SipUri)
+        return self._targets_for(uri)
+
+    def locate(self, target: str) -> tuple[list[tuple[Uri, Peer | None]], int]:
+        """Where a call from the PBX to ``target`` goes: a local user's registered devices
+        (each with the address it registered from), a ``[[routes]]`` match, or a SIP URI.
+        An empty list comes with the status to report (404 unknown, 480 not registered)."""
+        if target.lower().startswith(("sip:", "sips:")):
+            try:
+                uri = parse_uri(target)
+            except ParseError:
+                return [], 416
+            if not isinstance(uri, SipUri):
+                return [], 416
+        else:
+            if not target or any(ch in target for ch in "@;?<> \t\r\n"):
+                return [], 484
+            uri = SipUri(self._domain_host, target)
+        return self._targets_for(uri)
+
+    def _targets_for(self, uri: SipUri) -> tuple[list[tuple[Uri, Peer | None]], int]:
         if not self._is_own_uri(uri):
             return [(uri, self._peer_for(uri))], 0
         user = uri.user or ""

@@ -1,0 +1,896 @@
+"""The Call API: what an app sees of a call.
+
+An app is ``async def app(call: Call) -> None``. The PBX runs it in the call's own task group
+(``call.tasks``) when a routed INVITE arrives (``Pbx.route``) or an originated call answers
+(``Pbx.originate``). Everything is a method on the call or one of its legs::
+
+    async def hotline(call: Call) -> None:
+        await call.answer()
+        digit = await call.collect_digits(prompt="menu.wav", max_digits=1, timeout=5)
+        leg = await call.dial("1001" if digit == "1" else "1002", timeout=20)
+        await call.bridge(leg)                  # returns when the agent hangs up
+
+Rules of the road:
+
+- Once the caller hangs up, every Call/Leg method raises ``CallHungUp`` (awaits on other
+  things are not interrupted: an app that lingers is cancelled ``Pbx.app_grace`` seconds after).
+  An app that raises anything else ends its call cleanly (record written, legs hung up, reason
+  ``app_error``); it never harms other calls.
+- A ``Leg`` is one party: the caller's leg is the ``Call`` itself, ``dial()`` makes others.
+  ``play``, ``say``, ``collect_digits``, ``record``, ``hold``, ``hangup`` work on any leg.
+- Media is anchored: every leg has its own RTP stream in the PBX's media engine, so prompts,
+  digits and recordings work on any leg and a bridge is a relay (same codec) or a two-party mix
+  (different codecs) inside the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pbx.errors import CallHungUp, DialFailed, ParseError
+from pbx.events import (
+    CallAnswered,
+    CallDataSet,
+    CallRinging,
+    CallTransferred,
+    DigitsReceived,
+    HangupSide,
+    Reason,
+    RecordingStarted,
+    RuleMatched,
+)
+from pbx.media.playback import FrameSource, LoopSource, PcmSource, WavSource
+from pbx.media.tones import ToneSource, ringback
+from pbx.region import Region
+from pbx.sip import b2bua
+from pbx.sip.invite import (
+    AckTimeout,
+    Answered,
+    AnswerReceived,
+    ByeReceived,
+    DialogRequest,
+    Failed,
+    OfferReceived,
+    OfferRequested,
+    Ringing,
+    Terminated,
+)
+from pbx.sip.message import Request
+from pbx.sip.offer_answer import (
+    LocalMedia,
+    NegotiatedMedia,
+    OfferAnswerError,
+    answer,
+    build_offer,
+    hold_direction,
+    negotiate,
+)
+from pbx.sip.sdp import SessionDescription, parse_sdp
+from pbx.sip.uri import Uri
+
+if TYPE_CHECKING:
+    from pbx.media.engine import Conference, Recording, Stream
+    from pbx.pbx import Pbx
+    from pbx.sip.endpoint import SessionHandle
+
+__all__ = ["App", "Call", "CallHungUp", "DialFailed", "Leg", "Middleware"]
+
+log = logging.getLogger("pbx.call")
+
+App = Callable[["Call"], Awaitable[None]]
+Middleware = Callable[["Call", App], Awaitable[None]]
+Source = str | os.PathLike[str] | FrameSource
+State = Literal["new", "ringing", "early", "answered", "ended"]
+
+
+class Leg:
+    """One party of a call, with its SIP dialog and its RTP stream in the media engine.
+
+    ``state``: ``new`` → ``ringing`` (180) / ``early`` (early media) → ``answered`` → ``ended``.
+    ``status`` is the final SIP status of a leg that failed (486 busy ...), ``party`` who it is
+    (an extension, a number, a URI).
+    """
+
+    def __init__(self, pbx: Pbx, handle: SessionHandle, *, leg_id: str, party: str,
+                 outgoing: bool, call: Call | None) -> None:
+        self._pbx = pbx
+        self._handle = handle
+        self.id = leg_id
+        self.party = party
+        self.outgoing = outgoing
+        self.state: State = "new"
+        self.status: int | None = None
+        self.end_side: str = ""               # "remote" or "local" once ended
+        self.hangup_reason: str = ""
+        self._call = call
+        loop = asyncio.get_running_loop()
+        self._stream: Stream | None = None
+        self._stream_ready: asyncio.Future[Stream] = loop.create_future()
+        self._answered: asyncio.Future[None] = loop.create_future()
+        self._ended: asyncio.Future[None] = loop.create_future()
+        self._digits: asyncio.Queue[str] = asyncio.Queue()
+        self._offer: SessionDescription | None = None       # the peer's pending offer
+        self._local_sdp: SessionDescription | None = None    # the last description we sent
+        self._our_offer: SessionDescription | None = None    # our offer awaiting its answer
+        self.media: NegotiatedMedia | None = None
+        self._direction = "sendrecv"                          # ours (hold: sendonly)
+        self._remote_hold = False
+        self._moh: Any = None
+        self._peer: Leg | None = None                         # the leg bridged with this one
+        self._conference: Conference | None = None
+        self._on_ringing: Callable[[Leg, SessionDescription | None], None] | None = None
+        self._early_media: SessionDescription | None = None
+        self._redirect: list[Uri] = []                        # a 3xx's Contacts
+        handle.on_event = self._on_sip
+        handle.owner = self
+
+    # Introspection ---------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} {self.party!r} {self.state}>"
+
+    @property
+    def ended(self) -> bool:
+        return self.state == "ended"
+
+    @property
+    def answered(self) -> bool:
+        return self._answered.done() and not self._answered.cancelled()
+
+    @property
+    def stream(self) -> Stream | None:
+        """The leg's RTP stream in the media engine (None until it is open)."""
+        return self._stream
+
+    @property
+    def bridged_with(self) -> Leg | None:
+        return self._peer
+
+    @property
+    def call(self) -> Call:
+        assert self._call is not None
+        return self._call
+
+    # Media -----------------------------------------------------------------------------------
+    async def play(self, source: Source, *, loop: bool = False) -> None:
+        """Play a WAV file or a ``FrameSource`` to this party, to the end.
+
+        Example: ``await call.play("welcome.wav")``. An unanswered incoming call is answered
+        first. ``loop`` repeats it until the call ends or the task is cancelled."""
+        stream = await self._media_ready()
+        src = self._source(source, stream)
+        if loop:
+            src = LoopSource(src)  # type: ignore[arg-type]
+        playback = stream.play(src)
+        try:
+            await self._until(asyncio.ensure_future(_await(playback)))
+        finally:
+            if not playback.done:
+                playback.stop()
+
+    async def say(self, text: str, *, voice: str | None = None) -> None:
+        """Speak ``text`` (TTS, espeak-ng by default). Example: ``await call.say("Welcome")``."""
+        stream = await self._media_ready()
+        samples, rate = await asyncio.to_thread(
+            self._pbx.tts.synthesize, text, voice=voice or self._pbx.voice,
+            rate=stream.sample_rate)
+        await self.play(PcmSource(samples, rate))
+
+    async def collect_digits(self, prompt: Source | None = None, *, max_digits: int = 1,
+                             terminator: str | None = "#", timeout: float = 5.0,
+                             inter_digit_timeout: float = 3.0) -> str:
+        """Play ``prompt`` (a digit stops it) and collect DTMF (RFC 4733, SIP INFO or in-band).
+
+        Returns the digits without the terminator: after ``max_digits``, the ``terminator``,
+        ``timeout`` seconds after the prompt with no digit, or ``inter_digit_timeout`` between
+        two digits ("" if none came). Example::
+
+            choice = await call.collect_digits("menu.wav", max_digits=1, timeout=5)
+        """
+        if max_digits < 1:
+            raise ValueError("max_digits must be at least 1")
+        stream = await self._media_ready()
+        while not self._digits.empty():
+            self._digits.get_nowait()
+        playback = None
+        if prompt is not None:
+            playback = stream.play(self._source(prompt, stream))
+        digits = ""
+        try:
+            first = asyncio.ensure_future(self._digits.get())
+            try:
+                if playback is not None:
+                    prompt_done = asyncio.ensure_future(_await(playback))
+                    await self._until(asyncio.wait({first, prompt_done},
+                                                   return_when=asyncio.FIRST_COMPLETED))
+                    prompt_done.cancel()
+                    playback.stop()
+                await self._until(asyncio.wait({first}, timeout=timeout))
+            finally:
+                if not first.done():
+                    first.cancel()
+            if not first.done() or first.cancelled():
+                return ""
+            d = first.result()
+            while True:
+                if terminator and d == terminator:
+                    break
+                digits += d
+                if len(digits) >= max_digits:
+                    break
+                nxt = asyncio.ensure_future(self._digits.get())
+                try:
+                    await self._until(asyncio.wait({nxt}, timeout=inter_digit_timeout))
+                finally:
+                    if not nxt.done():
+                        nxt.cancel()
+                if not nxt.done() or nxt.cancelled():
+                    break
+                d = nxt.result()
+        finally:
+            if playback is not None and not playback.done:
+                playback.stop()
+            if digits:
+                self._publish_digits(digits)
+        return digits
+
+    @contextlib.asynccontextmanager
+    async def record(self, path: str | os.PathLike[str], *,
+                     mode: Literal["mono", "stereo", "mixed"] = "stereo"
+                     ) -> AsyncIterator[Recording]:
+        """Record this leg to a WAV file while the block runs: ``stereo`` puts the party on the
+        left and what it hears on the right; ``mono`` the party only; ``mixed`` both summed.
+
+        Example: ``async with call.record("calls/1234.wav"): await call.bridge(leg)``."""
+        stream = await self._media_ready()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        rec = stream.record(path, mode=mode)
+        if self._call is not None:
+            self._call._publish(RecordingStarted, leg_id=self._leg_key, path=os.fspath(path))
+        try:
+            yield rec
+        finally:
+            rec.stop()
+
+    async def hold(self) -> None:
+        """Put this party on hold: a re-INVITE (sendonly) and music on hold. Example:
+        ``await call.hold(); ...; await call.unhold()``."""
+        self._check_alive()
+        if self._direction != "sendrecv":
+            return
+        self._direction = hold_direction("sendrecv")
+        self._suspend_bridge()
+        await self._reoffer()
+        self._start_moh()
+
+    async def unhold(self) -> None:
+        """Take this party off hold (re-INVITE sendrecv) and reconnect its bridge, if any."""
+        self._check_alive()
+        if self._direction == "sendrecv":
+            return
+        self._direction = "sendrecv"
+        self._stop_moh()
+        await self._reoffer()
+        self._resume_bridge()
+
+    async def hangup(self) -> None:
+        """End this leg: BYE when answered, CANCEL while an outgoing leg rings, 480 for an
+        incoming call not answered yet. Returns at once; idempotent."""
+        if self.state == "ended":
+            return
+        self._hangup_now()
+
+    async def wait_answered(self) -> None:
+        """Return when this leg is answered; ``CallHungUp`` if it ends first."""
+        await asyncio.shield(self._answered)
+
+    async def wait_hangup(self) -> None:
+        """Return when this party hangs up (or the leg ends otherwise)."""
+        await asyncio.shield(self._ended)
+
+    async def send_dtmf(self, digits: str) -> None:
+        """Send DTMF to this party (RFC 4733 when negotiated, else tones) and wait for it."""
+        stream = await self._media_ready()
+        await self._until(asyncio.ensure_future(_await(stream.send_dtmf(digits))))
+
+    # Internals: life cycle ---------------------------------------------------------------------
+    @property
+    def _leg_key(self) -> str:
+        """The leg id as events carry it ("" for the call's own A leg)."""
+        return "" if self._call is self else self.id
+
+    def _check_alive(self) -> None:
+        if self.state == "ended":
+            raise CallHungUp(self._side_name(), self.hangup_reason)
+
+    def _side_name(self) -> str:
+        if self.end_side == "local":
+            return HangupSide.SYSTEM
+        return HangupSide.CALLER if self._call is self else HangupSide.CALLEE
+
+    async def _until(self, aw: Awaitable[Any]) -> Any:
+        """Await ``aw`` unless this leg ends first (then ``CallHungUp``)."""
+        self._check_alive()
+        fut = asyncio.ensure_future(aw)
+        if fut.done():
+            return fut.result()
+        await asyncio.wait({fut, self._ended}, return_when=asyncio.FIRST_COMPLETED)
+        if fut.done():
+            return fut.result()
+        fut.cancel()
+        raise CallHungUp(self._side_name(), self.hangup_reason)
+
+    async def _media_ready(self) -> Stream:
+        """The stream, once media is negotiated (an incoming call is answered for it)."""
+        self._check_alive()
+        if self.media is None:
+            if not self.outgoing and self.state != "answered":
+                await self.call.answer() if self._call is self else None
+            if self.media is None:
+                await self._until(asyncio.shield(self._answered))
+        stream = await self._until(asyncio.shield(self._stream_ready))
+        return stream  # type: ignore[no-any-return]
+
+    def _source(self, source: Source, stream: Stream) -> FrameSource:
+        if isinstance(source, str | os.PathLike):
+            path = self._pbx.sound_path(source)
+            return WavSource(path, stream.sample_rate)
+        return source
+
+    def _set_stream(self, stream: Stream) -> None:
+        self._stream = stream
+        if not self._stream_ready.done():
+            self._stream_ready.set_result(stream)
+
+    def _local_media(self) -> LocalMedia:
+        assert self._stream is not None
+        host, port = self._stream.local
+        return LocalMedia(address=host, port=port, codecs=self._pbx.codecs,
+                          direction=self._direction)
+
+    def _apply_media(self, media: NegotiatedMedia) -> None:
+        assert self._stream is not None
+        self.media = media
+        self._remote_hold = media.remote_hold
+        try:
+            self._stream.set_media(media, latch=True)
+        except Exception:
+            log.exception("%r: cannot use the negotiated media", self)
+
+    def _hangup_now(self) -> None:
+        if self.state == "ended":
+            return
+        self.end_side = self.end_side or "local"
+        session = self._handle.session
+        if self.state == "answered" or (self.outgoing and self.state in ("ringing", "early")):
+            self._handle.act(lambda s, now: s.hangup(now))
+        elif self.outgoing:
+            self._handle.act(lambda s, now: s.cancel(now))
+        elif session.state.name != "TERMINATED":
+            self._handle.act(lambda s, now: s.reject(480, now))
+        if session.state.name == "TERMINATED":
+            self._finish("local-bye", None)   # no-op if the session's events ended the leg
+
+    def _finish(self, reason: str, status: int | None) -> None:
+        """The leg is over: record why, release media, wake every waiter."""
+        if self.state == "ended":
+            return
+        was = self.state
+        self.state = "ended"
+        self.status = status if status is not None else self.status
+        self.hangup_reason = reason
+        if not self.end_side:
+            self.end_side = "local" if reason in ("local-bye",) else "remote"
+        peer = self._peer
+        if peer is not None:
+            self._pbx._disconnect(self, peer)
+        self._stop_moh()
+        if not self._answered.done():
+            self._answered.set_exception(CallHungUp(self._side_name(), reason))
+            self._answered.exception()   # retrieved: no "never retrieved" warning
+        if not self._ended.done():
+            self._ended.set_result(None)
+        self._pbx._leg_ended(self, was)
+
+    # Internals: SIP ------------------------------------------------------------------------
+    def _on_sip(self, ev: object) -> None:
+        if isinstance(ev, Ringing):
+            self._on_ringing_event(ev.status, ev.sdp)
+        elif isinstance(ev, Answered):
+            self._on_answered(ev.sdp)
+        elif isinstance(ev, Failed):
+            self.status = ev.status
+            if ev.status in (301, 302) and ev.response is not None:
+                self._pbx._redirected(self, ev.response)
+        elif isinstance(ev, OfferReceived):
+            if ev.initial and not self.outgoing:
+                self._offer = _parse(ev.sdp)
+            elif isinstance(ev.message, Request):
+                self._on_reoffer(ev.sdp)
+            # (an offer in a 2xx cannot come: our INVITEs always carry one)
+        elif isinstance(ev, OfferRequested):
+            if not ev.initial:
+                self._offer_requested()
+        elif isinstance(ev, AnswerReceived):
+            self._on_answer(ev.sdp)
+        elif isinstance(ev, AckTimeout):
+            self._hangup_now()
+        elif isinstance(ev, ByeReceived):
+            self.end_side = "remote"
+        elif isinstance(ev, DialogRequest):
+            self._on_dialog_request(ev)
+        elif isinstance(ev, Terminated):
+            if ev.reason in ("remote-bye", "cancelled", "gone"):
+                self.end_side = self.end_side or "remote"
+            self._finish(ev.reason, self.status)
+
+    def _on_ringing_event(self, status: int, sdp: bytes | None) -> None:
+        early = None
+        if sdp and self._our_offer is not None:
+            early = _parse(sdp)
+            if early is not None:
+                try:
+                    self._apply_media(negotiate(self._our_offer, early))
+                    self._early_media = early
+                except OfferAnswerError:
+                    early = None
+        if self.state == "new" or (early is not None and self.state == "ringing"):
+            self.state = "early" if early is not None else "ringing"
+        if self._call is not None:
+            self._call._publish(CallRinging, leg_id=self._leg_key, status=status)
+        if self._on_ringing is not None:
+            self._on_ringing(self, early)
+
+    def _on_answered(self, sdp: bytes | None) -> None:
+        if self._our_offer is not None:
+            desc = _parse(sdp) if sdp else self._early_media
+            if desc is not None:
+                try:
+                    self._apply_media(negotiate(self._our_offer, desc))
+                    self._local_sdp = self._our_offer
+                except OfferAnswerError:
+                    log.info("%r: unusable answer, hanging up", self)
+                    self.state = "answered"
+                    self._hangup_now()
+                    return
+            self._our_offer = None
+        self.state = "answered"
+        if not self._answered.done():
+            self._answered.set_result(None)
+        if self._call is not None:
+            self._call._publish(CallAnswered, leg_id=self._leg_key)
+
+    def _on_reoffer(self, sdp: bytes) -> None:
+        """A re-INVITE with an offer (hold, resume, codec or address change)."""
+        offer = _parse(sdp)
+        if offer is None or self._stream is None:
+            self._handle.act(lambda s, now: s.reject(488, now))
+            return
+        was_held = self._remote_hold
+        desc, agreed = answer(offer, self._local_media(), session_id=self._pbx.session_id,
+                              previous=self._local_sdp)
+        media = next((m for m in agreed if m is not None), None)
+        if media is None:
+            self._handle.act(lambda s, now: s.reject(488, now))
+            return
+        self._local_sdp = desc
+        body = bytes(desc)
+        self._handle.act(lambda s, now: s.accept(body, now))
+        self._apply_media(media)
+        if media.remote_hold != was_held:
+            self._pbx._remote_hold_changed(self, media.remote_hold)
+        elif self._peer is not None:
+            self._pbx._reconnect(self)
+
+    def _offer_requested(self) -> None:
+        """A re-INVITE without an offer: ours goes in the 2xx, the answer comes in the ACK."""
+        if self._stream is None:
+            self._handle.act(lambda s, now: s.reject(488, now))
+            return
+        offer = build_offer(self._local_media(), session_id=self._pbx.session_id,
+                            previous=self._local_sdp)
+        self._our_offer = offer
+        body = bytes(offer)
+        self._handle.act(lambda s, now: s.accept(body, now))
+
+    def _on_answer(self, sdp: bytes | None) -> None:
+        offer, self._our_offer = self._our_offer, None
+        desc = _parse(sdp) if sdp else None
+        if offer is None or desc is None:
+            return
+        try:
+            media = negotiate(offer, desc)
+        except OfferAnswerError:
+            return
+        self._local_sdp = offer
+        self._apply_media(media)
+        if self._peer is not None:
+            self._pbx._reconnect(self)
+
+    async def _reoffer(self) -> None:
+        """Send a re-INVITE with our current direction."""
+        if self._stream is None or self.state != "answered":
+            return
+        offer = build_offer(self._local_media(), session_id=self._pbx.session_id,
+                            previous=self._local_sdp)
+        self._our_offer = offer
+        body = bytes(offer)
+        self._handle.act(lambda s, now: s.reinvite(body, now))
+
+    def _on_dialog_request(self, ev: DialogRequest) -> None:
+        req = ev.request
+        method = req.method
+        key = ev.key
+        if method == "INFO":
+            digit = b2bua.info_digit(req)
+            if digit is not None:
+                self._digits.put_nowait(digit)
+            self._handle.act(lambda s, now: s.respond(key, 200, now))
+        elif method == "REFER":
+            self._pbx._on_refer(self, ev)
+        elif method in ("NOTIFY", "OPTIONS"):
+            self._handle.act(lambda s, now: s.respond(key, 200, now))
+        elif method == "UPDATE":
+            # Session refresh without a body is fine; offers in UPDATE (RFC 3311) are not taken.
+            status = 200 if not req.body else 488
+            self._handle.act(lambda s, now: s.respond(key, status, now))
+        else:
+            self._handle.act(lambda s, now: s.respond(key, 501, now))
+
+    def _on_digit(self, digit: str) -> None:
+        self._digits.put_nowait(digit)
+
+    def _publish_digits(self, digits: str) -> None:
+        if self._call is not None:
+            self._call._publish(DigitsReceived, leg_id=self._leg_key, digits=digits)
+
+    # Internals: bridge & hold -----------------------------------------------------------------
+    def _suspend_bridge(self) -> None:
+        peer = self._peer
+        if peer is not None:
+            self._pbx._unlink(self, peer)
+
+    def _resume_bridge(self) -> None:
+        if self._peer is not None:
+            self._pbx._link(self, self._peer)
+
+    def _start_moh(self) -> None:
+        if self._stream is None or self.media is None or self._moh is not None:
+            return
+        self._moh = self._stream.play(self._pbx.moh_source(self._stream.sample_rate))
+
+    def _stop_moh(self) -> None:
+        moh, self._moh = self._moh, None
+        if moh is not None and not moh.done:
+            moh.stop()
+
+
+class Call(Leg):
+    """An inbound call (the caller's leg), or an originated one; the legs it creates.
+
+    ``caller``: who calls (the number presented), ``callee``: who it is for (updated to the
+    party that answered), ``dialed``: the number the caller dialed (the public number),
+    ``region``: where the caller's number is from, ``data``: call-associated data that goes
+    with the call to its legs' apps, its record and webhooks.
+    """
+
+    def __init__(self, pbx: Pbx, handle: SessionHandle, *, call_id: str, caller: str,
+                 callee: str, dialed: str, tenant: str = "", region: Region,
+                 data: Mapping[str, Any] | None = None, outgoing: bool = False,
+                 caller_name: str = "") -> None:
+        super().__init__(pbx, handle, leg_id=call_id, party=caller, outgoing=outgoing,
+                         call=None)
+        self._call = self
+        self.call_id = call_id
+        self.caller = caller
+        self.caller_name = caller_name
+        self.callee = callee
+        self.dialed = dialed
+        self.tenant = tenant
+        self.region = region
+        self.data: dict[str, Any] = dict(data or {})
+        self.legs: list[Leg] = []
+        self.path: list[str] = []
+        self.tasks: asyncio.TaskGroup | None = None
+        self._end: dict[str, Any] = {}
+        self._leg_serial = 0
+        self._bridge_changed = asyncio.Event()
+        self._last_failure: DialFailed | None = None
+        self._app_task: asyncio.Task[Any] | None = None
+        self._peer_hung_up = False       # the bridged party hung up (the record's side)
+
+    # The clock rules and apps read --------------------------------------------------------
+    def now(self) -> datetime:
+        """The wall clock as an aware UTC datetime (``Pbx.clock``, replaceable in tests)."""
+        return self._pbx.clock()
+
+    # Decisions, data, end reason ------------------------------------------------------------
+    def decide(self, rule: str, branch: str = "") -> None:
+        """Record a routing decision (``rule``, ``branch``) on the call and its record."""
+        self.path.append(f"{rule}:{branch}" if branch else rule)
+        self._publish(RuleMatched, rule=rule, branch=branch)
+
+    def set_data(self, **values: Any) -> None:
+        """Add call-associated data (JSON-serialisable); it reaches the record and webhooks."""
+        self.data.update(values)
+        self._publish(CallDataSet, data=dict(values))
+
+    def end_reason(self, reason: str, *, status: int | None = None, cause: str = "") -> None:
+        """What the call's end will say (``pbx.events.Reason``), e.g. before ``reject()``."""
+        self._end = {"reason": reason, "status": status, "cause": cause}
+
+    # Answering ---------------------------------------------------------------------------
+    async def ringing(self) -> None:
+        """Send 180 Ringing to the caller."""
+        self._check_alive()
+        if not self.outgoing and self.state == "new":
+            self._handle.act(lambda s, now: s.provisional(180, now))
+            self.state = "ringing"
+
+    async def answer(self) -> None:
+        """Answer the call (200 OK with our SDP). Idempotent. Example: ``await call.answer()``."""
+        self._check_alive()
+        if self.outgoing or self.state == "answered":
+            return
+        stream = await self._until(asyncio.shield(self._stream_ready))
+        del stream
+        self._check_alive()
+        body = self._answer_sdp()
+        if body is None:
+            self.end_reason(Reason.FAILED, status=488, cause="no usable media offer")
+            self._handle.act(lambda s, now: s.reject(488, now))
+            raise CallHungUp(HangupSide.SYSTEM, "no usable media offer")
+        self._handle.act(lambda s, now: s.accept(body, now))
+        self.state = "answered"
+        if not self._answered.done():
+            self._answered.set_result(None)
+        self._publish(CallAnswered, leg_id="")
+
+    def _answer_sdp(self) -> bytes | None:
+        """Our answer to the caller's offer (or our offer when the INVITE had none)."""
+        if self._local_sdp is not None:
+            return bytes(self._local_sdp)
+        if self._offer is None:
+            offer = build_offer(self._local_media(), session_id=self._pbx.session_id)
+            self._our_offer = self._local_sdp = offer
+            return bytes(offer)
+        desc, agreed = answer(self._offer, self._local_media(), session_id=self._pbx.session_id)
+        media = next((m for m in agreed if m is not None), None)
+        if media is None:
+            return None
+        self._local_sdp = desc
+        self._apply_media(media)
+        return bytes(desc)
+
+    async def _early_answer(self) -> bool:
+        """183 Session Progress with our SDP, so the caller hears what we send before the
+        answer (early media). False if there was no usable offer."""
+        if self.outgoing or self.state in ("answered", "early", "ended"):
+            return self.state == "early"
+        await self._until(asyncio.shield(self._stream_ready))
+        body = self._answer_sdp()
+        if body is None:
+            return False
+        self._handle.act(lambda s, now: s.provisional(183, now, body=body))
+        self.state = "early"
+        return True
+
+    async def reject(self, status: int = 486, reason: str | None = None) -> None:
+        """Refuse the call with a final status (486 busy, 403 forbidden, 480 ...). Example:
+        ``await call.reject(403)``."""
+        if self.state == "answered":
+            raise ValueError("the call is answered: hang up instead")
+        self._check_alive()
+        if not 300 <= status <= 699:
+            raise ValueError(f"{status} is not a failure status")
+        if "status" not in self._end or self._end.get("status") is None:
+            self._end.setdefault("reason", Reason.FAILED)
+            self._end["status"] = status
+        self.end_side = "local"
+        self._handle.act(lambda s, now: s.reject(status, now, reason=reason))
+        self._finish("rejected", status)
+
+    # Dialing -----------------------------------------------------------------------------
+    async def dial(self, targets: str | Iterable[str], *, timeout: float = 30.0,
+                   caller_id: str | None = None,
+                   strategy: Literal["parallel", "sequential"] = "parallel") -> Leg:
+        """Call one or more parties; returns the leg that answered (the others are cancelled).
+
+        ``targets``: extensions (every registered device rings), numbers matched by the
+        ``[[routes]]`` of the config, or SIP URIs. ``parallel`` rings all at once, ``sequential``
+        one after another, each for ``timeout`` seconds. ``caller_id`` is the number shown to
+        them (default: the caller's). While they ring, an unanswered caller hears their
+        ringing (180, or their early media); an answered one hears ringback. Raises
+        ``DialFailed(status, reason)`` when nobody answers. Example::
+
+            leg = await call.dial(["1001", "1002"], timeout=20)
+            await call.bridge(leg)
+        """
+        self._check_alive()
+        items = [targets] if isinstance(targets, str) else list(targets)
+        if not items:
+            raise ValueError("dial() needs at least one target")
+        if strategy not in ("parallel", "sequential"):
+            raise ValueError(f"unknown dial strategy {strategy!r}")
+        if strategy == "sequential":
+            failure: DialFailed | None = None
+            for t in items:
+                try:
+                    return await self._dial_group([t], timeout, caller_id)
+                except DialFailed as exc:
+                    failure = _better(failure, exc)
+            assert failure is not None
+            raise failure
+        return await self._dial_group(items, timeout, caller_id)
+
+    async def _dial_group(self, targets: list[str], timeout: float,
+                          caller_id: str | None) -> Leg:
+        legs: list[Leg] = []
+        failure: DialFailed | None = None
+        for t in targets:
+            try:
+                legs.extend(await self._pbx._dial_legs(self, t, caller_id))
+            except DialFailed as exc:
+                failure = _better(failure, exc)
+        if not legs:
+            self._last_failure = failure or DialFailed(404, Reason.FAILED, targets)
+            raise self._last_failure
+        ringback_play = None
+
+        def on_ringing(leg: Leg, early: SessionDescription | None) -> None:
+            nonlocal ringback_play
+            if self.state == "ended":
+                return
+            if self.state == "answered":
+                if ringback_play is None and self._stream is not None and self.media:
+                    ringback_play = self._stream.play(
+                        LoopSource(ToneSource(ringback(self._pbx.tone_region),  # type: ignore[arg-type]
+                                              self._stream.sample_rate)))
+                return
+            if early is not None:
+                self._pbx._spawn(self._connect_early(leg))
+            elif self.state == "new" and not self.outgoing:
+                self._handle.act(lambda s, now: s.provisional(180, now))
+                self.state = "ringing"
+
+        for leg in legs:
+            leg._on_ringing = on_ringing
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        winner: Leg | None = None
+        try:
+            while winner is None:
+                live = [leg for leg in legs if leg.state != "ended"]
+                if not live:
+                    break
+                waits: set[asyncio.Future[Any]] = {self._ended}
+                waits.update(leg._ended for leg in live)
+                waits.update(leg._answered for leg in live)
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                if self.state == "ended":
+                    raise CallHungUp(self._side_name(), self.hangup_reason)
+                winner = next((leg for leg in legs if leg.answered and leg.state == "answered"),
+                              None)
+        finally:
+            if ringback_play is not None and not ringback_play.done:
+                ringback_play.stop()
+            for leg in legs:
+                leg._on_ringing = None
+                if leg is not winner and leg.state != "ended":
+                    leg.hangup_reason = "cancelled"
+                    leg._hangup_now()
+        if winner is not None:
+            self.legs.append(winner) if winner not in self.legs else None
+            if self.state != "answered" and not self.outgoing:
+                await self.answer()
+            return winner
+        statuses = [leg.status for leg in legs]
+        status = b2bua.best_status([s for s in statuses if s is not None])
+        timed_out = any(s is None for s in statuses) or status in (None, 408)
+        err = DialFailed(status if not timed_out else (status or 408),
+                         Reason.NO_ANSWER if timed_out else b2bua.reason_for(status), targets)
+        self._last_failure = err
+        raise err
+
+    async def _connect_early(self, leg: Leg) -> None:
+        """The callee sends early media: let the unanswered caller hear it (183)."""
+        try:
+            if await self._early_answer() and leg.state != "ended":
+                self._pbx._link(self, leg)
+        except CallHungUp:
+            pass
+
+    # Bridging ------------------------------------------------------------------------------
+    async def bridge(self, leg: Leg) -> None:
+        """Connect the caller and ``leg`` (they hear each other) until one hangs up.
+
+        Returns when ``leg`` ends (the caller is still there: an app may go on, e.g. a survey);
+        raises ``CallHungUp`` when the caller hangs up (``leg`` is hung up too). A transfer
+        (REFER from the other party, or ``transfer()``) swaps the leg and the bridge goes on.
+        """
+        self._check_alive()
+        if leg.state != "answered":
+            raise ValueError(f"{leg!r} is not answered")
+        if self.state != "answered":
+            await self.answer()
+        if leg not in self.legs:
+            self.legs.append(leg)
+        self._pbx._bridge(self, leg)
+        while True:
+            peer = self._peer
+            if peer is None:
+                return
+            self._bridge_changed.clear()
+            changed: asyncio.Future[Any] = asyncio.ensure_future(self._bridge_changed.wait())
+            try:
+                await asyncio.wait({self._ended, peer._ended, changed},
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
+            if self.state == "ended":
+                if peer.state != "ended":
+                    peer._hangup_now()
+                raise CallHungUp(self._side_name(), self.hangup_reason)
+            if peer.state == "ended" and self._peer in (peer, None):
+                self._peer = None
+                return
+
+    async def transfer(self, target: str | Leg) -> None:
+        """Connect the caller to ``target`` instead of the party it is bridged with (blind:
+        a number or URI is dialed; attended: an answered ``Leg`` from ``dial()``). The old
+        party is hung up once the new one answers. Raises ``DialFailed`` if it does not (the
+        old party stays connected)."""
+        self._check_alive()
+        new = target if isinstance(target, Leg) else await self.dial(target)
+        old = self._peer
+        self._pbx._swap(self, old, new)
+        self._publish(CallTransferred, leg_id=old.id if old else "",
+                      target=new.party, attended=isinstance(target, Leg))
+        if old is not None and old.state != "ended":
+            old._hangup_now()
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary (the admin API's active call list)."""
+        return {"id": self.call_id, "caller": self.caller, "callee": self.callee,
+                "dialed": self.dialed, "state": self.state, "tenant": self.tenant,
+                "region": self.region.description, "path": list(self.path),
+                "data": dict(self.data), "legs": [
+                    {"id": leg.id, "party": leg.party, "state": leg.state} for leg in self.legs]}
+
+    # Events ----------------------------------------------------------------------------------
+    def _publish(self, cls: type[Any], **fields: Any) -> None:
+        self._pbx._publish(self, cls, **fields)
+
+    def _next_leg_id(self) -> str:
+        self._leg_serial += 1
+        return f"{self.call_id}-b{self._leg_serial}"
+
+
+
+def _parse(sdp: bytes | None) -> SessionDescription | None:
+    if not sdp:
+        return None
+    try:
+        return parse_sdp(sdp)
+    except ParseError:
+        return None
+
+
+async def _await(aw: Awaitable[Any]) -> Any:
+    return await aw
+
+
+def _better(current: DialFailed | None, new: DialFailed) -> DialFailed:
+    if current is None:
+        return new
+    best = b2bua.best_status([s for s in (current.status, new.status) if s is not None])
+    return new if best == new.status and best != current.status else current
