@@ -128,6 +128,7 @@ class Leg:
         self._on_ringing: Callable[[Leg, SessionDescription | None], None] | None = None
         self._early_media: SessionDescription | None = None
         self._redirect: list[Uri] = []                        # a 3xx's Contacts
+        self._reported = False                                # its LegEnded is published
         handle.on_event = self._on_sip
         handle.owner = self
 

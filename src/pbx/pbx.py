@@ -451,7 +451,14 @@ class Pbx:
                 call._finish("rejected", a_status)
         for leg in list(call.legs):
             if leg.state != "ended":
+                was = leg.state
                 leg._hangup_now()
+                if leg.state != "ended" and not leg._reported:
+                    # Still winding down (CANCEL/BYE in flight): its record entry is written
+                    # now, before the call's record closes.
+                    leg._reported = True
+                    self._publish(call, LegEnded, leg_id=leg.id, status=leg.status,
+                                  reason=_leg_reason(leg, was))
         self._publish(call, CallEnded, status=status, reason=str(reason), side=str(side),
                       cause=cause)
         self.calls.pop(call.call_id, None)
@@ -492,6 +499,7 @@ class Pbx:
             if call.state == "ended":
                 stream.close()
                 raise CallHungUp(call._side_name(), call.hangup_reason)
+            call.legs.append(leg)
             handle.act(lambda s, now: s.start(now))
             legs.append(leg)
         return legs
@@ -512,7 +520,8 @@ class Pbx:
             if task is not None and not task.done() and self.app_grace >= 0:
                 loop = asyncio.get_running_loop()
                 loop.call_later(self.app_grace, _cancel_if_running, task)
-        else:
+        elif not leg._reported:
+            leg._reported = True
             call._publish(LegEnded, leg_id=leg.id, status=leg.status,
                           reason=_leg_reason(leg, was))
 

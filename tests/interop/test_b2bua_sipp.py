@@ -1,0 +1,184 @@
+"""The B2BUA against SIPp callers and callees: every outcome a call can have, and its record.
+
+The PBX runs in the test's event loop (``Pbx`` with a route to a small app); SIPp plays the
+caller (A) and the parties the app dials (B, C) over loopback. Each test checks both the SIP
+exchange (SIPp's scenario succeeds: it asserts every message it expects) and the call record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from pbx.call import Call
+from pbx.cdr import CallRecord
+from pbx.config import parse_config
+from pbx.pbx import Pbx
+
+from .pbxproc import PortAllocator
+from .sipp import SCENARIOS, SippProcess, SippResult
+
+Runner = Callable[..., SippProcess]
+
+
+def _config(tmp_path: Path, port: int) -> Any:
+    text = f"""
+[sip]
+listen = ["udp:127.0.0.1:{port}"]
+domain = "pbx.test"
+trusted = ["127.0.0.0/8"]
+[store]
+path = "pbx.sqlite3"
+"""
+    return parse_config(text, tmp_path / "pbx.toml")
+
+
+def _fail_scenario(tmp_path: Path, status: int) -> Path:
+    path = tmp_path / f"uac_fail_{status}.xml"
+    text = (SCENARIOS / "b2b_uac_fail.xml").read_text().replace("@EXPECTED@", str(status))
+    path.write_text(text)
+    return path
+
+
+async def _records(pbx: Pbx, count: int = 1, timeout: float = 5.0) -> list[CallRecord]:
+    """The call records once ``count`` calls are closed."""
+    assert pbx.cdr is not None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        records = [r for r in pbx.cdr.query() if r.disposition != "in progress"]
+        if len(records) >= count or loop.time() > deadline:
+            return records
+        await asyncio.sleep(0.05)
+
+
+async def _wait(*procs: SippProcess, calls: int = 1) -> list[SippResult]:
+    results = []
+    for proc in procs:
+        result = await asyncio.to_thread(proc.wait)
+        results.append(result.check(calls))
+    return results
+
+
+def _run(tmp_path: Path, ports: PortAllocator,
+         body: Callable[[Pbx, int], Awaitable[None]],
+         app: Callable[[Call], Awaitable[None]]) -> None:
+    async def main() -> None:
+        port = ports.port()
+        pbx = Pbx(_config(tmp_path, port))
+        pbx.route("200", app, name="direct")
+        async with pbx:
+            await body(pbx, port)
+    asyncio.run(main())
+
+
+def _direct(target: str, timeout: float = 10.0) -> Callable[[Call], Awaitable[None]]:
+    async def direct(call: Call) -> None:
+        leg = await call.dial(target, timeout=timeout)
+        await call.bridge(leg)
+    return direct
+
+
+def test_caller_cancels_while_the_callee_rings(tmp_path: Path, ports: PortAllocator,
+                                               run_sipp: Runner) -> None:
+    b_port = ports.port()
+
+    async def body(pbx: Pbx, port: int) -> None:
+        b = run_sipp("b", scenario=SCENARIOS / "uas_cancel.xml", local_port=b_port, calls=1,
+                     timeout=20)
+        a = run_sipp("a", scenario=SCENARIOS / "uac_cancel.xml", remote=f"127.0.0.1:{port}",
+                     service="200", calls=1, timeout=20)
+        await _wait(a, b)
+        [record] = await _records(pbx)
+        assert record.disposition == "abandoned", record
+        assert record.hangup_side == "caller"
+        assert record.answer_time is None and record.billable == 0
+        b_leg = record.legs[1]
+        assert b_leg.party == f"sip:b@127.0.0.1:{b_port}" and b_leg.reason == "cancelled"
+        assert b_leg.ring_time is not None and b_leg.answer_time is None
+
+    _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}"))
+
+
+def test_busy_callee_gives_a_busy_record(tmp_path: Path, ports: PortAllocator,
+                                         run_sipp: Runner) -> None:
+    b_port = ports.port()
+
+    async def body(pbx: Pbx, port: int) -> None:
+        b = run_sipp("b", scenario=SCENARIOS / "b2b_uas_busy.xml", local_port=b_port, calls=1,
+                     timeout=20)
+        a = run_sipp("a", scenario=_fail_scenario(tmp_path, 486),
+                     remote=f"127.0.0.1:{port}", service="200", calls=1, timeout=20)
+        await _wait(a, b)
+        [record] = await _records(pbx)
+        assert record.disposition == "busy", record
+        assert record.status == 486
+        assert record.caller == "01062345678" and record.dialed == "200"
+        assert record.caller_city in ("北京市", "Beijing")
+        assert record.legs[1].status == 486 and record.legs[1].reason == "busy"
+
+    _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}"))
+
+
+def test_callee_not_answering_gives_no_answer(tmp_path: Path, ports: PortAllocator,
+                                              run_sipp: Runner) -> None:
+    b_port = ports.port()
+
+    async def body(pbx: Pbx, port: int) -> None:
+        b = run_sipp("b", scenario=SCENARIOS / "uas_cancel.xml", local_port=b_port, calls=1,
+                     timeout=20)
+        a = run_sipp("a", scenario=_fail_scenario(tmp_path, 480),
+                     remote=f"127.0.0.1:{port}", service="200", calls=1, timeout=20)
+        await _wait(a, b)
+        [record] = await _records(pbx)
+        assert record.disposition == "no answer", record
+        assert record.legs[1].reason == "cancelled" and record.legs[1].ring_time is not None
+
+    _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}", timeout=1.5))
+
+
+def test_hold_and_resume_are_carried_across(tmp_path: Path, ports: PortAllocator,
+                                            run_sipp: Runner) -> None:
+    b_port = ports.port()
+
+    async def body(pbx: Pbx, port: int) -> None:
+        b = run_sipp("b", scenario=SCENARIOS / "b2b_uas_hold.xml", local_port=b_port, calls=1,
+                     timeout=20)
+        a = run_sipp("a", scenario=SCENARIOS / "b2b_uac_hold.xml", remote=f"127.0.0.1:{port}",
+                     service="200", calls=1, timeout=20)
+        ra, rb = await _wait(a, b)
+        [record] = await _records(pbx)
+        assert record.disposition == "answered" and record.hangup_side == "caller", record
+        # The B leg never saw the caller's Call-ID, tags or numbers' Via/Contact.
+        a_msgs, b_msgs = ra.messages(), rb.messages()
+        a_ids = {m.call_id for m in a_msgs}
+        assert not a_ids & {m.call_id for m in b_msgs}
+        invite = next(m for m in b_msgs if m.method == "INVITE" and not m.is_response)
+        assert "SIPpTag00" not in invite.text          # the caller's From tag stays on its side
+
+    _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}"))
+
+
+def test_blind_transfer_by_refer(tmp_path: Path, ports: PortAllocator,
+                                 run_sipp: Runner) -> None:
+    b_port, c_port = ports.port(), ports.port()
+
+    async def body(pbx: Pbx, port: int) -> None:
+        c = run_sipp("c", scenario=SCENARIOS / "b2b_uas_answer.xml", local_port=c_port,
+                     calls=1, timeout=25)
+        b = run_sipp("b", scenario=SCENARIOS / "b2b_uas_refer.xml", local_port=b_port,
+                     calls=1, timeout=25, extra=["-key", "target", f"c@127.0.0.1:{c_port}"])
+        a = run_sipp("a", scenario="uac", remote=f"127.0.0.1:{port}", service="200", calls=1,
+                     timeout=25, extra=["-d", "3000"])
+        await _wait(a, b, c)
+        [record] = await _records(pbx)
+        assert record.disposition == "answered", record
+        assert f"transfer:sip:c@127.0.0.1:{c_port}" in record.path
+        parties = [leg.party for leg in record.legs]
+        assert parties[1:] == [f"sip:b@127.0.0.1:{b_port}", f"sip:c@127.0.0.1:{c_port}"]
+        assert record.legs[1].reason == "normal" and record.legs[2].answer_time is not None
+        assert record.callee == f"sip:c@127.0.0.1:{c_port}"
+
+    _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}"))
