@@ -5,6 +5,10 @@
 keys, so ``_Locator`` re-scans the raw text (only when it is needed: on an error, or to give routes
 their line). Unknown keys are errors, so a typo never passes silently. Clear passwords are hashed
 into digest HA1 values (MD5 and SHA-256, RFC 8760) and never kept.
+
+Routing tables (``[[numbers]]``, ``[[rules]]``) are validated here down to each time range and
+list entry; ``pbx.apps.rules.build_rules`` turns the result into middleware once the apps they
+name are registered.
 """
 
 from __future__ import annotations
@@ -14,15 +18,22 @@ import hashlib
 import ipaddress
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pbx.errors import ConfigError, ParseError
 from pbx.sip.uri import format_host, parse_host, parse_uri
 
-__all__ = ["Config", "Listen", "Route", "SipConfig", "User", "load_config", "parse_config"]
+if TYPE_CHECKING:       # imported when a config has rules: phonenumbers takes ~0.25 s to load
+    from pbx.apps.numbers import NumberList
+    from pbx.apps.schedule import Schedule
+
+__all__ = ["RULE_TYPES", "AdminConfig", "Config", "Listen", "NumberConfig", "Route",
+           "RuleConfig", "SipConfig", "User", "WebhookConfig", "load_config", "parse_config"]
 
 TRANSPORTS = ("udp", "tcp", "tls")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -97,6 +108,82 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """The ``[admin]`` table: where the admin HTTP API listens and who may use it.
+
+    ``tokens`` maps a bearer token to the tenant it may see (``None``: every tenant)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8088
+    tokens: Mapping[str, str | None] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """One ``[[webhooks]]`` entry, as ``pbx.webhooks.WebhookEndpoint`` takes it: event kinds
+    (names or ``"call.*"``; None: all) POSTed to ``url``, signed with ``secret``."""
+
+    url: str
+    secret: str = field(default="", repr=False)
+    events: tuple[str, ...] | None = None
+    name: str = ""
+    timeout: float = 10.0
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NumberConfig:
+    """A ``[[numbers]]`` entry: calls to a dialed number pass ``rules`` (names of ``[[rules]]``
+    entries, outermost first) and go to ``app``, with ``data`` preset on the call.
+
+    ``number`` is as written: exact (``"4001234567"``), or a prefix with a trailing ``*``
+    (``"400*"``; ``"*"`` alone takes every number), or ``""`` when ``match`` gave a regular
+    expression. ``pattern`` covers all three and must match the whole dialed number
+    (``fullmatch``, as ``Pbx.route`` does with a compiled pattern); ``matches`` applies it.
+    ``app`` is the name of an app registered in Python, or ``"dial:<extension or sip: URI>"``
+    (dial it and bridge); names are resolved at start (``pbx.apps.rules.resolve_app``).
+    """
+
+    number: str
+    pattern: re.Pattern[str]
+    app: str
+    rules: tuple[str, ...] = ()
+    tenant: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    line: int = 0
+
+    def matches(self, dialed: str) -> bool:
+        """True if a call to ``dialed`` (the Request-URI user part) is for this entry."""
+        return self.pattern.fullmatch(dialed) is not None
+
+
+RULE_TYPES = ("hours", "blacklist", "whitelist", "vip", "region")
+
+
+@dataclass(frozen=True, slots=True)
+class RuleConfig:
+    """A ``[[rules]]`` entry, validated and already parsed (a ``Schedule``, a ``NumberList``),
+    so building its middleware cannot fail on the values, only on an unknown app name.
+
+    Fields by ``type``: ``hours``: ``schedule``, ``closed`` (reject status, or an app name);
+    ``blacklist`` / ``whitelist``: ``numbers``, ``status``; ``vip``: ``numbers``, ``app``;
+    ``region``: ``routes`` (place or ``country:XX`` -> app name), ``default`` (app name, or
+    ``""``: on to the number's app). The others keep their defaults.
+    """
+
+    name: str
+    type: str
+    line: int = 0
+    schedule: Schedule | None = field(default=None, hash=False)
+    closed: int | str = 480
+    numbers: NumberList | None = field(default=None, hash=False)
+    status: int = 403
+    app: str = ""
+    routes: Mapping[str, str] = field(default_factory=dict, hash=False)
+    default: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A validated configuration. ``path`` is as given; derived paths are absolute."""
 
@@ -109,6 +196,10 @@ class Config:
     log_format: str = "text"
     # Call records (``[cdr] path``); parse_config defaults it to cdr.sqlite3 beside store_path.
     cdr_path: Path = Path("cdr.sqlite3")
+    admin: AdminConfig | None = None                 # None: no admin API
+    webhooks: tuple[WebhookConfig, ...] = ()
+    numbers: tuple[NumberConfig, ...] = ()
+    rules: tuple[RuleConfig, ...] = ()
 
 
 def load_config(path: str | Path) -> Config:
@@ -377,7 +468,8 @@ _GROUP_REF = re.compile(r"\\(?:g<([^>]*)>|([1-9][0-9]?))")
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
                list: "an array", dict: "a table"}
 
-_TOP_KEYS = ("sip", "store", "users", "routes", "log", "cdr")
+_TOP_KEYS = ("sip", "store", "users", "routes", "log", "cdr", "admin", "webhooks", "numbers",
+             "rules")
 _SIP_KEYS = ("listen", "domain", "realm", "tls_cert", "tls_key", "t1", "t2", "t4", "nonce_ttl",
              "min_expires", "max_expires", "default_expires", "server_header",
              "max_message_size", "trusted", "auth_algorithms", "max_contacts", "rate_limit")
@@ -386,6 +478,21 @@ _CDR_KEYS = ("path",)
 _USER_KEYS = ("user", "password", "ha1", "ha1_sha256")
 _ROUTE_KEYS = ("match", "to")
 _LOG_KEYS = ("level", "format")
+_ADMIN_KEYS = ("listen", "token", "tenants")
+_TENANT_KEYS = ("name", "token")
+_WEBHOOK_KEYS = ("url", "secret", "events", "name", "timeout")
+_NUMBER_KEYS = ("number", "match", "app", "rules", "tenant", "data")
+_RULE_KEYS: dict[str, tuple[str, ...]] = {
+    "hours": ("timezone", "weekly", "holidays", "special", "closed"),
+    "blacklist": ("numbers", "status", "country"),
+    "whitelist": ("numbers", "status", "country"),
+    "vip": ("numbers", "app", "country"),
+    "region": ("routes", "default"),
+}
+_ANY_RULE_KEY = tuple(dict.fromkeys(k for keys in _RULE_KEYS.values() for k in keys))
+_MIN_TOKEN = 16
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")            # printable ASCII, no spaces (a header value)
+_NAME = re.compile(r"\w[\w.-]*")                       # rule, app and tenant names
 
 
 def _type_name(value: object) -> str:
@@ -437,11 +544,20 @@ class _Builder:
         value: dict[str, Any] = self._get(doc, name, dict, (), {}, required)
         return value
 
-    def _array_of_tables(self, doc: dict[str, Any], name: str) -> list[Any]:
+    def _array_of_tables(self, doc: dict[str, Any], name: str, at: KeyPath = ()) -> list[Any]:
         if type(doc.get(name)) is dict:
-            raise self.fail(f"expected [[{name}]] tables, got a single [{name}] table", (name,))
-        value: list[Any] = self._get(doc, name, list, (), [])
+            full = _fmt_key((*at, name))
+            raise self.fail(f"expected [[{full}]] tables, got a single [{full}] table",
+                            (*at, name))
+        value: list[Any] = self._get(doc, name, list, at, [])
         return value
+
+    def _entry(self, entry: Any, allowed: tuple[str, ...], at: KeyPath) -> dict[str, Any]:
+        """An element of an array of tables, with its keys checked."""
+        if type(entry) is not dict:
+            raise self.fail(f"expected a table, got {_type_name(entry)}", at)
+        self._check_keys(entry, allowed, at)
+        return entry
 
     def _int(self, table: dict[str, Any], name: str, at: KeyPath, default: int,
              lo: int, hi: int) -> int:
@@ -485,9 +601,14 @@ class _Builder:
         fmt: str = self._get(log, "format", str, ("log",), "text")
         if fmt.lower() not in LOG_FORMATS:
             raise self.fail(f"must be one of {', '.join(LOG_FORMATS)}", ("log", "format"))
+        admin = self._admin(doc)
+        webhooks = self._webhooks(self._array_of_tables(doc, "webhooks"))
+        rules = self._rules(self._array_of_tables(doc, "rules"))
+        numbers = self._numbers(self._array_of_tables(doc, "numbers"), rules)
         return Config(path=self.path, sip=sip, store_path=self.base / store_path, users=users,
                       routes=routes, log_level=level.lower(), log_format=fmt.lower(),
-                      cdr_path=cdr_path)
+                      cdr_path=cdr_path, admin=admin, webhooks=webhooks, numbers=numbers,
+                      rules=rules)
 
     def _cdr(self, cdr: dict[str, Any], store_path: Path) -> Path:
         """``[cdr] path``: relative to the config; by default cdr.sqlite3 beside the store.
@@ -588,28 +709,35 @@ class _Builder:
         if not colon or transport not in TRANSPORTS:
             raise self.fail(f"bad listener {spec!r}: transport must be one of "
                             f"{', '.join(TRANSPORTS)} (as in 'udp:127.0.0.1:5060')", where)
+        host, port = self._host_port(rest, spec, where)
+        return Listen(transport, host, port)
+
+    def _host_port(self, rest: str, spec: str, where: KeyPath, noun: str = "listener",
+                   example: str = "udp:[::1]:5060", form: str = "transport:host:port",
+                   ) -> tuple[str, int]:
+        """``host:port`` (IPv6 in brackets, ``localhost`` = 127.0.0.1) of ``spec``."""
         if rest.startswith("["):
             host, close, tail = rest[1:].partition("]")
             port_text = tail[1:] if close and tail.startswith(":") else None
         else:
             host, colon, port_text = rest.rpartition(":")
             if ":" in host:
-                raise self.fail(f"bad listener {spec!r}: put an IPv6 address in brackets, "
-                                "as in 'udp:[::1]:5060'", where)
+                raise self.fail(f"bad {noun} {spec!r}: put an IPv6 address in brackets, "
+                                f"as in {example!r}", where)
             if not colon:
                 port_text = None
         if port_text is None:
-            raise self.fail(f"bad listener {spec!r}: expected transport:host:port", where)
+            raise self.fail(f"bad {noun} {spec!r}: expected {form}", where)
         if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
-            raise self.fail(f"bad listener {spec!r}: port must be 1..65535", where)
+            raise self.fail(f"bad {noun} {spec!r}: port must be 1..65535", where)
         if host.lower() == "localhost":
             host = "127.0.0.1"
         try:
             host = ipaddress.ip_address(host).compressed
         except ValueError:
-            raise self.fail(f"bad listener {spec!r}: host must be an IP address or "
+            raise self.fail(f"bad {noun} {spec!r}: host must be an IP address or "
                             "'localhost'", where) from None
-        return Listen(transport, host, int(port_text))
+        return host, int(port_text)
 
     def _domain(self, domain: str) -> str:
         text = domain
@@ -722,3 +850,345 @@ class _Builder:
             parse_uri(_GROUP_REF.sub("1", to))
         except ParseError as exc:
             raise self.fail(f"not a valid URI: {exc.reason}", key) from None
+
+    # [admin] and [[webhooks]] ---------------------------------------------------------------------
+    def _admin(self, doc: dict[str, Any]) -> AdminConfig | None:
+        """``[admin]``: listen address and bearer tokens (``token``: every tenant;
+        ``[[admin.tenants]]``: one tenant each). Absent table: no admin API."""
+        if "admin" not in doc:
+            return None
+        at: KeyPath = ("admin",)
+        admin = self._table(doc, "admin")
+        self._check_keys(admin, _ADMIN_KEYS, at)
+        listen: str = self._get(admin, "listen", str, at, "127.0.0.1:8088")
+        host, port = self._host_port(listen, listen, (*at, "listen"), noun="address",
+                                     example="[::1]:8088", form="host:port")
+        tokens: dict[str, str | None] = {}
+        token: str | None = self._get(admin, "token", str, at)
+        if token is not None:
+            tokens[self._token(token, tokens, (*at, "token"))] = None
+        for i, entry in enumerate(self._array_of_tables(admin, "tenants", at)):
+            where: KeyPath = (*at, "tenants", i)
+            entry = self._entry(entry, _TENANT_KEYS, where)
+            name: str = self._get(entry, "name", str, where, required=True)
+            if not _NAME.fullmatch(name):
+                raise self.fail(f"not a tenant name: {name!r} (letters, digits, '_', '-', '.')",
+                                (*where, "name"))
+            token = self._get(entry, "token", str, where, required=True)
+            tokens[self._token(token, tokens, (*where, "token"))] = name
+        if not tokens:
+            raise self.fail("the admin API needs a token (every tenant) or [[admin.tenants]] "
+                            "entries (one tenant each)", (*at, "token"))
+        return AdminConfig(host=host, port=port, tokens=tokens)
+
+    def _token(self, token: Any, seen: Mapping[str, Any], key: KeyPath) -> str:
+        """A bearer token; error messages never repeat it."""
+        if len(token) < _MIN_TOKEN:
+            raise self.fail(f"too short: a token needs at least {_MIN_TOKEN} characters "
+                            "(random, e.g. `openssl rand -hex 16`)", key)
+        if not _TOKEN_CHARS.fullmatch(token):
+            raise self.fail("a token is printable ASCII without spaces", key)
+        if token in seen:
+            raise self.fail("this token is given twice", key)
+        return str(token)
+
+    def _webhooks(self, entries: list[Any]) -> tuple[WebhookConfig, ...]:
+        if not entries:
+            return ()
+        from pbx.events import EVENT_KINDS  # loads phonenumbers (via pbx.region): only when needed
+        out: list[WebhookConfig] = []
+        ids: set[str] = set()
+        for i, entry in enumerate(entries):
+            at: KeyPath = ("webhooks", i)
+            entry = self._entry(entry, _WEBHOOK_KEYS, at)
+            url: str = self._get(entry, "url", str, at, required=True)
+            self._http_url(url, (*at, "url"))
+            secret: str = self._get(entry, "secret", str, at, required=True)
+            if not secret:
+                raise self.fail("must not be empty (receivers verify the HMAC-SHA256 "
+                                "signature with it)", (*at, "secret"))
+            events: tuple[str, ...] | None = None
+            if "events" in entry:
+                events = self._event_kinds(self._get(entry, "events", list, at),
+                                           EVENT_KINDS, (*at, "events"))
+            name: str = self._get(entry, "name", str, at, "")
+            if name and not _NAME.fullmatch(name):
+                raise self.fail(f"not a webhook name: {name!r} (letters, digits, '_', '-', '.')",
+                                (*at, "name"))
+            timeout = self._seconds(entry, "timeout", at, 10.0)
+            ident = name or url
+            if ident in ids:
+                which = "name" if name else "url"
+                raise self.fail(f"two webhooks are both {ident!r}: give each a distinct name "
+                                "(it keys the delivery outbox)", (*at, which))
+            ids.add(ident)
+            out.append(WebhookConfig(url=url, secret=secret, events=events, name=name,
+                                     timeout=timeout, line=self._line(at)))
+        return tuple(out)
+
+    def _http_url(self, url: str, key: KeyPath) -> None:
+        if any(c.isspace() or not c.isprintable() for c in url):
+            raise self.fail("a URL has no spaces or control characters", key)
+        try:
+            parts = urlsplit(url)
+            parts.port       # noqa: B018 -- raises ValueError on a bad port
+        except ValueError as exc:
+            raise self.fail(f"not a valid URL: {exc}", key) from None
+        if parts.scheme.lower() not in ("http", "https"):
+            raise self.fail(f"must be an http:// or https:// URL, got {url!r}", key)
+        if not parts.hostname:
+            raise self.fail(f"no host in {url!r}", key)
+
+    def _event_kinds(self, names: list[Any], known: Mapping[str, object],
+                     key: KeyPath) -> tuple[str, ...]:
+        """Event kinds (``"call.ended"``), ``"call.*"`` prefixes, or ``"*"``."""
+        if not names:
+            raise self.fail("must name at least one event kind (leave it out for every event)",
+                            key)
+        for j, kind in enumerate(names):
+            if type(kind) is not str:
+                raise self.fail(f"expected a string, got {_type_name(kind)}", (*key, j))
+            if kind == "*" or kind in known:
+                continue
+            if kind.endswith(".*") and any(k.startswith(kind[:-1]) for k in known):
+                continue
+            close = difflib.get_close_matches(kind, list(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise self.fail(f"unknown event kind {kind!r} ({hint}known: "
+                            f"{', '.join(sorted(known))}; or a prefix like 'call.*')", (*key, j))
+        return tuple(names)
+
+    # [[numbers]] and [[rules]] --------------------------------------------------------------------
+    def _app_name(self, value: Any, key: KeyPath) -> str:
+        """An app registered in Python by name, or ``dial:<extension or sip: URI>``."""
+        if type(value) is not str:
+            raise self.fail(f"expected an app name (a string), got {_type_name(value)}", key)
+        kind, colon, target = value.partition(":")
+        if colon and kind == "dial":
+            if target.lower().startswith(("sip:", "sips:")):
+                try:
+                    parse_uri(target)
+                except ParseError as exc:
+                    raise self.fail(f"not a valid URI in {value!r}: {exc.reason}", key) from None
+            elif not target or not _USER_CHARS.issuperset(target):
+                raise self.fail(f"'dial:' needs an extension or a sip: URI, got {value!r}", key)
+            return value
+        if not _NAME.fullmatch(value):
+            raise self.fail(f"not an app name: {value!r} (letters, digits, '_', '-', '.'; "
+                            "or 'dial:<extension>')", key)
+        return value
+
+    def _status(self, table: dict[str, Any], name: str, at: KeyPath, default: int) -> int:
+        """A SIP status to reject with (400..699)."""
+        return self._int(table, name, at, default, 400, 699)
+
+    def _numbers(self, entries: list[Any],
+                 rules: tuple[RuleConfig, ...]) -> tuple[NumberConfig, ...]:
+        names = [r.name for r in rules]
+        out: list[NumberConfig] = []
+        seen: set[str] = set()
+        for i, entry in enumerate(entries):
+            at: KeyPath = ("numbers", i)
+            entry = self._entry(entry, _NUMBER_KEYS, at)
+            number: str | None = self._get(entry, "number", str, at)
+            match: str | None = self._get(entry, "match", str, at)
+            if number is not None and match is not None:
+                raise self.fail("give either number or match, not both", (*at, "match"))
+            if number is not None:
+                if not number or len(number) > 128 or not _USER_CHARS.issuperset(number):
+                    raise self.fail(f"not a number or prefix: {number!r} (digits, '+', ... "
+                                    "with an optional trailing '*')", (*at, "number"))
+                if number in seen:
+                    raise self.fail(f"duplicate number {number!r}", (*at, "number"))
+                seen.add(number)
+                pattern = re.compile(re.escape(number[:-1]) + "(?s:.*)" if number.endswith("*")
+                                     else re.escape(number))
+            elif match is not None:
+                try:
+                    pattern = re.compile(match)
+                except re.error as exc:
+                    raise self.fail(f"bad regular expression: {exc}", (*at, "match")) from None
+            else:
+                raise self.fail("missing 'number' (or a regex in 'match')", (*at, "number"))
+            app = self._app_name(self._get(entry, "app", str, at, required=True), (*at, "app"))
+            chosen: list[str] = []
+            for j, rule in enumerate(self._get(entry, "rules", list, at, [])):
+                where: KeyPath = (*at, "rules", j)
+                if type(rule) is not str:
+                    raise self.fail(f"expected a rule name, got {_type_name(rule)}", where)
+                if rule not in names:
+                    close = difflib.get_close_matches(rule, names, n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise self.fail(f"no [[rules]] entry is named {rule!r}{hint}", where)
+                if rule in chosen:
+                    raise self.fail(f"rule {rule!r} is listed twice", where)
+                chosen.append(rule)
+            tenant: str = self._get(entry, "tenant", str, at, "")
+            if tenant and not _NAME.fullmatch(tenant):
+                raise self.fail(f"not a tenant name: {tenant!r}", (*at, "tenant"))
+            data: dict[str, Any] = self._get(entry, "data", dict, at, {})
+            self._plain_data(data, (*at, "data"))
+            out.append(NumberConfig(number=number or "", pattern=pattern, app=app,
+                                    rules=tuple(chosen), tenant=tenant, data=data,
+                                    line=self._line(at)))
+        return tuple(out)
+
+    def _plain_data(self, value: Any, key: KeyPath) -> None:
+        """Call data travels as JSON (records, webhooks): no TOML dates or times."""
+        if isinstance(value, dict):
+            for k, v in value.items():
+                self._plain_data(v, (*key, k))
+        elif isinstance(value, list):
+            for j, v in enumerate(value):
+                self._plain_data(v, (*key, j))
+        elif not isinstance(value, str | int | float | bool):
+            raise self.fail(f"call data must be JSON-like: write this {_type_name(value)} "
+                            "as a string", key)
+
+    def _rules(self, entries: list[Any]) -> tuple[RuleConfig, ...]:
+        out: list[RuleConfig] = []
+        seen: set[str] = set()
+        for i, entry in enumerate(entries):
+            at: KeyPath = ("rules", i)
+            if type(entry) is not dict:
+                raise self.fail(f"expected a table, got {_type_name(entry)}", at)
+            name: str = self._get(entry, "name", str, at, required=True)
+            if not _NAME.fullmatch(name):
+                raise self.fail(f"not a rule name: {name!r} (letters, digits, '_', '-', '.')",
+                                (*at, "name"))
+            if name in seen:
+                raise self.fail(f"duplicate rule name {name!r}", (*at, "name"))
+            seen.add(name)
+            if "type" not in entry:         # a misspelt "type" gets its "did you mean"
+                self._check_keys(entry, ("name", "type", *_ANY_RULE_KEY), at)
+            kind: str = self._get(entry, "type", str, at, required=True)
+            if kind not in _RULE_KEYS:
+                close = difflib.get_close_matches(kind, RULE_TYPES, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise self.fail(f"unknown rule type {kind!r} ({hint}one of "
+                                f"{', '.join(RULE_TYPES)})", (*at, "type"))
+            self._check_keys(entry, ("name", "type", *_RULE_KEYS[kind]), at)
+            line = self._line(at)
+            if kind == "hours":
+                rule = self._hours_rule(entry, name, line, at)
+            elif kind == "region":
+                rule = self._region_rule(entry, name, line, at)
+            else:
+                numbers = self._number_list(entry, at)
+                if kind == "vip":
+                    app = self._app_name(self._get(entry, "app", str, at, required=True),
+                                         (*at, "app"))
+                    rule = RuleConfig(name, kind, line, numbers=numbers, app=app)
+                else:
+                    status = self._status(entry, "status", at, 403)
+                    rule = RuleConfig(name, kind, line, numbers=numbers, status=status)
+            out.append(rule)
+        return tuple(out)
+
+    def _ranges(self, value: Any, key: KeyPath) -> list[str]:
+        from pbx.apps.schedule import ScheduleError, parse_ranges
+        if type(value) is not list:
+            raise self.fail(f"expected an array of \"HH:MM-HH:MM\" ranges, got "
+                            f"{_type_name(value)}", key)
+        for j, text in enumerate(value):
+            if type(text) is not str:
+                raise self.fail(f"expected a string \"HH:MM-HH:MM\", got {_type_name(text)}",
+                                (*key, j))
+            try:
+                parse_ranges([text])
+            except ScheduleError as exc:
+                raise self.fail(str(exc), (*key, j)) from None
+        return value
+
+    def _day(self, value: Any, key: KeyPath) -> date:
+        if type(value) is date:
+            return value
+        if type(value) is str:
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                pass
+        shown = repr(value) if type(value) is str else _type_name(value)
+        raise self.fail(f"not a date YYYY-MM-DD: {shown}", key)
+
+    def _hours_rule(self, entry: dict[str, Any], name: str, line: int,
+                    at: KeyPath) -> RuleConfig:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        from pbx.apps.schedule import DAYS, Schedule, ScheduleError
+        zone: str = self._get(entry, "timezone", str, at, required=True)
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.fail(f"unknown time zone {zone!r} (e.g. \"Asia/Shanghai\")",
+                            (*at, "timezone")) from None
+        weekly: dict[str, Any] = self._get(entry, "weekly", dict, at, required=True)
+        for day, ranges in weekly.items():
+            if day not in DAYS:
+                raise self.fail(f"unknown day {day!r} (use {', '.join(DAYS)})",
+                                (*at, "weekly", day))
+            self._ranges(ranges, (*at, "weekly", day))
+        holidays = [self._day(d, (*at, "holidays", j))
+                    for j, d in enumerate(self._get(entry, "holidays", list, at, []))]
+        special: dict[date | str, Sequence[str]] = {}
+        for text, ranges in self._get(entry, "special", dict, at, {}).items():
+            when = self._day(text, (*at, "special", text))
+            special[when] = self._ranges(ranges, (*at, "special", text))
+        closed = entry.get("closed", 480)
+        if type(closed) is int:
+            closed = self._status(entry, "closed", at, 480)
+        elif type(closed) is str:
+            closed = self._app_name(closed, (*at, "closed"))
+        else:
+            raise self.fail("expected a status to reject with (400..699) or an app name, got "
+                            f"{_type_name(closed)}", (*at, "closed"))
+        try:
+            schedule = Schedule(zone, weekly, holidays, special)
+        except ScheduleError as exc:       # not expected after the checks above
+            raise self.fail(str(exc), at) from None
+        return RuleConfig(name, "hours", line, schedule=schedule, closed=closed)
+
+    def _number_list(self, entry: dict[str, Any], at: KeyPath) -> NumberList:
+        import phonenumbers
+
+        from pbx.apps.numbers import NumberList, NumberListError
+        country: str = self._get(entry, "country", str, at, "CN")
+        if country.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise self.fail(f"not a country code: {country!r} (ISO 3166 alpha-2, e.g. \"CN\")",
+                            (*at, "country"))
+        entries: list[Any] = self._get(entry, "numbers", list, at, required=True)
+        if not entries:
+            raise self.fail("must list at least one number", (*at, "numbers"))
+        for j, item in enumerate(entries):
+            if type(item) is not str:
+                raise self.fail(f"expected a string, got {_type_name(item)}",
+                                (*at, "numbers", j))
+            try:
+                NumberList([item], default_country=country)
+            except NumberListError as exc:
+                raise self.fail(str(exc), (*at, "numbers", j)) from None
+        return NumberList(entries, default_country=country)
+
+    def _region_rule(self, entry: dict[str, Any], name: str, line: int,
+                     at: KeyPath) -> RuleConfig:
+        from pbx.apps.rules import known_place, similar_place
+        routes: dict[str, Any] = self._get(entry, "routes", dict, at, required=True)
+        if not routes:
+            raise self.fail("must route at least one region", (*at, "routes"))
+        out: dict[str, str] = {}
+        for place, target in routes.items():
+            key: KeyPath = (*at, "routes", place)
+            kind, colon, code = place.partition(":")
+            if colon and kind == "country":
+                if not (len(code) == 2 and code.isascii() and code.isalpha()):
+                    raise self.fail(f"bad country {place!r} (e.g. \"country:US\")", key)
+            elif not known_place(place):
+                close = similar_place(place)
+                hint = f" (did you mean {close!r}?)" if close else ""
+                raise self.fail(f"no phone numbering plan names a place {place!r}{hint}: use a "
+                                "province or city as pbx.region gives it, or country:XX", key)
+            out[place] = self._app_name(target, key)
+        default: str = self._get(entry, "default", str, at, "")
+        if default:
+            self._app_name(default, (*at, "default"))
+        return RuleConfig(name, "region", line, routes=out, default=default)

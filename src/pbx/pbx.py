@@ -453,7 +453,7 @@ class Pbx:
             if leg.state != "ended":
                 was = leg.state
                 leg._hangup_now()
-                if leg.state != "ended" and not leg._reported:
+                if not leg.ended and not leg._reported:
                     # Still winding down (CANCEL/BYE in flight): its record entry is written
                     # now, before the call's record closes.
                     leg._reported = True

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -409,3 +413,407 @@ def test_cdr_errors_name_file_line_and_key(text: str, line: int, key: str, words
     err = _error(text, "conf/pbx.toml")
     assert (err.path, err.line, err.key) == ("conf/pbx.toml", line, key), str(err)
     assert words in err.message
+
+
+# [admin] ------------------------------------------------------------------------------------------
+
+TOKEN = "0123456789abcdef-all"
+ACME = "acme-token-0123456789"
+
+
+def test_admin_absent_is_none_and_defaults() -> None:
+    assert _parse(HEAD).admin is None
+    admin = _parse(HEAD + f'[admin]\ntoken = "{TOKEN}"\n').admin
+    assert admin is not None
+    assert (admin.host, admin.port, dict(admin.tokens)) == ("127.0.0.1", 8088, {TOKEN: None})
+
+
+def test_admin_tenants_and_listen() -> None:
+    config = _parse(HEAD + f'[admin]\nlisten = "[::1]:9000"\ntoken = "{TOKEN}"\n'
+                    f'[[admin.tenants]]\nname = "acme"\ntoken = "{ACME}"\n'
+                    '[[admin.tenants]]\nname = "acme"\ntoken = "acme-second-token-rotated"\n')
+    admin = config.admin
+    assert admin is not None
+    assert (admin.host, admin.port) == ("::1", 9000)
+    assert dict(admin.tokens) == {TOKEN: None, ACME: "acme",
+                                  "acme-second-token-rotated": "acme"}
+    assert TOKEN not in repr(config) and ACME not in repr(config)
+    only = _parse(HEAD + '[admin]\nlisten = "localhost:8100"\n'
+                  f'tenants = [{{name = "b", token = "{ACME}"}}]\n').admin
+    assert only is not None
+    assert (only.host, only.port, dict(only.tokens)) == ("127.0.0.1", 8100, {ACME: "b"})
+
+
+ADMIN_ERRORS = [
+    (HEAD + '[admin]\ntoken = "short"\n', 5, "admin.token", "at least 16 characters"),
+    (HEAD + '[admin]\n', 4, "admin.token", "needs a token"),
+    (HEAD + '[admin]\nlisten = "127.0.0.1:80"\n', 4, "admin.token", "needs a token"),
+    (HEAD + '[admin]\ntoken = "0123456789 abcdef"\n', 5, "admin.token", "without spaces"),
+    (HEAD + f'[admin]\ntoken = "{TOKEN}"\n[[admin.tenants]]\nname = "a"\ntoken = "{TOKEN}"\n',
+     8, "admin.tenants[0].token", "given twice"),
+    (HEAD + f'[admin]\n[[admin.tenants]]\nname = "a"\ntoken = "{ACME}"\n'
+     '[[admin.tenants]]\nname = "b"\ntoken = "tiny"\n', 10, "admin.tenants[1].token",
+     "at least 16"),
+    (HEAD + f'[admin]\n[[admin.tenants]]\ntoken = "{ACME}"\n', 5, "admin.tenants[0].name",
+     "missing required key 'name'"),
+    (HEAD + f'[admin]\n[[admin.tenants]]\nname = "a b"\ntoken = "{ACME}"\n', 6,
+     "admin.tenants[0].name", "not a tenant name"),
+    (HEAD + f'[admin]\n[[admin.tenants]]\nname = "a"\ntoken = "{ACME}"\nrole = "x"\n', 8,
+     "admin.tenants[0].role", "unknown key 'role'"),
+    (HEAD + f'[admin.tenants]\nname = "a"\ntoken = "{ACME}"\n', 4, "admin.tenants",
+     "expected [[admin.tenants]] tables"),
+    (HEAD + f'[admin]\ntokn = "{TOKEN}"\n', 5, "admin.tokn", "did you mean 'token'?"),
+    (HEAD + f'[admin]\ntoken = "{TOKEN}"\nlisten = "::1:8088"\n', 6, "admin.listen",
+     "put an IPv6 address in brackets, as in '[::1]:8088'"),
+    (HEAD + f'[admin]\ntoken = "{TOKEN}"\nlisten = "127.0.0.1"\n', 6, "admin.listen",
+     "expected host:port"),
+    (HEAD + f'[admin]\ntoken = "{TOKEN}"\nlisten = "127.0.0.1:0"\n', 6, "admin.listen",
+     "port must be 1..65535"),
+    (HEAD + f'[admin]\ntoken = "{TOKEN}"\nlisten = "admin.example:80"\n', 6, "admin.listen",
+     "host must be an IP address"),
+    (HEAD + 'admin = "on"\n', 4, "sip.admin", "unknown key 'admin'"),
+    ('admin = "on"\n' + HEAD, 1, "admin", "expected a table, got a string"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "key", "words"), ADMIN_ERRORS)
+def test_admin_errors(text: str, line: int, key: str, words: str) -> None:
+    err = _error(text)
+    assert (err.line, err.key) == (line, key), str(err)
+    assert words in err.message
+    assert TOKEN not in str(err) and ACME not in str(err)      # secrets stay out of errors/logs
+
+
+# [[webhooks]] -------------------------------------------------------------------------------------
+
+def test_webhooks() -> None:
+    config = _parse(HEAD + '\n[[webhooks]]\nurl = "https://crm.example/hook?x=1"\n'
+                    'secret = "s3cret"\nevents = ["call.*", "rule.matched"]\nname = "crm"\n'
+                    'timeout = 2.5\n'
+                    '[[webhooks]]\nurl = "http://[::1]:8080/events"\nsecret = "x"\n'
+                    '[[webhooks]]\nurl = "http://127.0.0.1/all"\nsecret = "y"\nevents = ["*"]\n')
+    crm, local, every = config.webhooks
+    assert (crm.url, crm.secret, crm.events, crm.name, crm.timeout, crm.line) == (
+        "https://crm.example/hook?x=1", "s3cret", ("call.*", "rule.matched"), "crm", 2.5, 5)
+    assert (local.events, local.name, local.timeout, local.line) == (None, "", 10.0, 11)
+    assert every.events == ("*",)
+    assert "s3cret" not in repr(config)
+    assert _parse(HEAD).webhooks == ()
+
+
+WH = HEAD + '[[webhooks]]\nurl = "http://127.0.0.1/h"\nsecret = "s"\n'
+WEBHOOK_ERRORS = [
+    (HEAD + '[[webhooks]]\nurl = "ftp://x/h"\nsecret = "s"\n', 5, "webhooks[0].url",
+     "http:// or https://"),
+    (HEAD + '[[webhooks]]\nurl = "http:///h"\nsecret = "s"\n', 5, "webhooks[0].url", "no host"),
+    (HEAD + '[[webhooks]]\nurl = "http://h:99999/"\nsecret = "s"\n', 5, "webhooks[0].url",
+     "not a valid URL"),
+    (HEAD + '[[webhooks]]\nurl = "http://h/a b"\nsecret = "s"\n', 5, "webhooks[0].url",
+     "no spaces"),
+    (HEAD + '[[webhooks]]\nsecret = "s"\n', 4, "webhooks[0].url", "missing required key 'url'"),
+    (HEAD + '[[webhooks]]\nurl = "http://h/"\n', 4, "webhooks[0].secret",
+     "missing required key 'secret'"),
+    (HEAD + '[[webhooks]]\nurl = "http://h/"\nsecret = ""\n', 6, "webhooks[0].secret",
+     "must not be empty"),
+    (WH + 'events = ["call.endd"]\n', 7, "webhooks[0].events[0]",
+     "unknown event kind 'call.endd' (did you mean 'call.ended'?"),
+    (WH + 'events = ["call.ended",\n  "foo.*"]\n', 8, "webhooks[0].events[1]",
+     "unknown event kind 'foo.*'"),
+    (WH + "events = [1]\n", 7, "webhooks[0].events[0]", "expected a string"),
+    (WH + "events = []\n", 7, "webhooks[0].events", "at least one event kind"),
+    (WH + 'events = "call.*"\n', 7, "webhooks[0].events", "expected an array"),
+    (WH + "timeout = 0\n", 7, "webhooks[0].timeout", "must be > 0"),
+    (WH + 'name = "my hook"\n', 7, "webhooks[0].name", "not a webhook name"),
+    (WH + 'secrt = "x"\n', 7, "webhooks[0].secrt", "did you mean 'secret'?"),
+    (WH + '[[webhooks]]\nurl = "http://127.0.0.1/h"\nsecret = "t"\n', 8, "webhooks[1].url",
+     "give each a distinct name"),
+    (WH + 'name = "a"\n[[webhooks]]\nurl = "http://h/2"\nsecret = "t"\nname = "a"\n', 11,
+     "webhooks[1].name", "both 'a'"),
+    (HEAD + '[webhooks]\nurl = "http://h/"\n', 4, "webhooks", "expected [[webhooks]] tables"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "key", "words"), WEBHOOK_ERRORS)
+def test_webhook_errors(text: str, line: int, key: str, words: str) -> None:
+    err = _error(text)
+    assert (err.line, err.key) == (line, key), str(err)
+    assert words in err.message
+
+
+# [[numbers]] and [[rules]] ------------------------------------------------------------------------
+
+RULES = """
+[[rules]]
+name = "hours"
+type = "hours"
+timezone = "Asia/Shanghai"
+holidays = [2026-10-01, "2026-10-02"]
+special = { 2026-10-10 = ["09:00-18:00"] }
+[rules.weekly]
+mon = ["09:00-12:00", "13:00-18:00"]
+fri = ["22:00-06:00"]
+
+[[rules]]
+name = "blocked"
+type = "blacklist"
+numbers = ["138*", "area:010", "+8613912345678", "13900139000-13900139099", "country:US"]
+status = 603
+
+[[rules]]
+name = "staff"
+type = "whitelist"
+numbers = ["(415) 555-2671"]
+country = "us"
+
+[[rules]]
+name = "vips"
+type = "vip"
+numbers = ["region:广东省"]
+app = "dial:sip:vip@10.0.0.9:5060"
+
+[[rules]]
+name = "geo"
+type = "region"
+routes = { "北京市" = "north", "Guangzhou" = "south", "country:US" = "dial:1004" }
+default = "menu"
+"""
+
+
+def sh(y: int, mo: int, d: int, h: int, mi: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+def test_rules_are_parsed_into_schedules_and_number_lists() -> None:
+    config = _parse(HEAD + RULES)
+    hours, blocked, staff, vips, geo = config.rules
+    assert [r.name for r in config.rules] == ["hours", "blocked", "staff", "vips", "geo"]
+    assert [r.type for r in config.rules] == ["hours", "blacklist", "whitelist", "vip", "region"]
+    assert [r.line for r in config.rules] == [5, 15, 21, 27, 33]
+    assert hours.schedule is not None and hours.closed == 480
+    assert hours.schedule.is_open(sh(2026, 11, 30, 9))            # Monday
+    assert not hours.schedule.is_open(sh(2026, 11, 30, 12, 30))   # lunch
+    assert hours.schedule.is_open(sh(2026, 12, 5, 5))             # Friday night into Saturday
+    assert not hours.schedule.is_open(sh(2026, 10, 2, 5))         # after a holiday Thursday
+    assert hours.schedule.is_open(sh(2026, 10, 10, 17))           # the special Saturday
+    assert blocked.numbers is not None and blocked.status == 603
+    assert [blocked.numbers.match(n) for n in ("13812345678", "01062345678", "13912345678",
+                                               "13900139042", "+14155552671", "02083456789")] \
+        == ["138*", "area:010", "+8613912345678", "13900139000-13900139099", "country:US", None]
+    assert staff.numbers is not None and staff.status == 403
+    assert staff.numbers.match("4155552671") == "(415) 555-2671"      # read as a US number
+    assert vips.numbers is not None and vips.app == "dial:sip:vip@10.0.0.9:5060"
+    assert vips.numbers.match("02083456789") == "region:广东省"
+    assert dict(geo.routes) == {"北京市": "north", "Guangzhou": "south", "country:US": "dial:1004"}
+    assert geo.default == "menu"
+
+
+def test_hours_closed_may_name_an_app() -> None:
+    text = HEAD + '[[rules]]\nname = "h"\ntype = "hours"\ntimezone = "UTC"\n' \
+        'weekly = {}\nclosed = "dial:1005"\n'
+    (rule,) = _parse(text).rules
+    assert rule.closed == "dial:1005"
+    assert rule.schedule is not None and not rule.schedule.is_open(sh(2026, 11, 30, 10))
+
+
+NUMBERS = HEAD + RULES + """
+[[numbers]]
+number = "4001234567"
+app = "hotline"
+rules = ["hours", "blocked"]
+tenant = "acme"
+data = { line = "hotline", priority = 2, tags = ["a", "b"], extra = { vip = true } }
+
+[[numbers]]
+number = "800*"
+app = "dial:1002"
+
+[[numbers]]
+match = "9(\\\\d+)"
+app = "trunk"
+rules = ["geo"]
+
+[[numbers]]
+number = "*"
+app = "menu"
+"""
+
+
+def test_numbers() -> None:
+    config = _parse(NUMBERS)
+    hotline, free, trunk, rest = config.numbers
+    assert (hotline.number, hotline.app, hotline.rules, hotline.tenant) == (
+        "4001234567", "hotline", ("hours", "blocked"), "acme")
+    assert hotline.data == {"line": "hotline", "priority": 2, "tags": ["a", "b"],
+                            "extra": {"vip": True}}
+    assert hotline.matches("4001234567")
+    assert not hotline.matches("40012345678") and not hotline.matches("14001234567")
+    assert (free.number, free.app, free.rules, free.tenant, free.data) == (
+        "800*", "dial:1002", (), "", {})
+    assert free.matches("8001234") and free.matches("800") and not free.matches("1800")
+    assert (trunk.number, trunk.rules) == ("", ("geo",))
+    assert trunk.matches("90123") and not trunk.matches("0123")
+    assert not trunk.matches("190123") and not trunk.matches("9012x")   # the whole number
+    assert not free.pattern.fullmatch("1800")           # usable as Pbx.route's compiled one
+    assert hotline.pattern.fullmatch("4001234567") and free.pattern.fullmatch("8001")
+    assert rest.matches("anything") and rest.matches("")
+    lines = NUMBERS.splitlines()
+    assert [lines[n.line - 1] for n in config.numbers] == ["[[numbers]]"] * 4
+    assert config.numbers[0].line == 39
+
+
+def test_demo_numbers_and_rules() -> None:
+    config = load_config(DEMO)
+    by_number = {n.number: n for n in config.numbers}
+    hotline = by_number["4001234567"]
+    assert (hotline.app, hotline.rules) == ("hotline", ("hours", "blocked"))
+    rules = {r.name: r for r in config.rules}
+    assert rules["hours"].type == "hours" and rules["blocked"].type == "blacklist"
+    for number in hotline.rules + by_number["4001234568"].rules:
+        assert number in rules
+    text = DEMO.read_text().splitlines()
+    assert all(text[r.line - 1] == "[[rules]]" for r in config.rules)
+
+
+RULE = HEAD + '[[rules]]\nname = "r"\n'          # the rule's keys start at line 6
+HOURS = RULE + 'type = "hours"\ntimezone = "Asia/Shanghai"\n'        # next key: line 8
+LIST = RULE + 'type = "blacklist"\n'                                   # next key: line 7
+NUM = HEAD + '[[rules]]\nname = "r1"\ntype = "blacklist"\nnumbers = ["138*"]\n' \
+    '[[numbers]]\nnumber = "400"\napp = "a"\n'                          # next key: line 11
+
+ROUTING_ERRORS = [
+    # [[rules]]
+    (HEAD + '[[rules]]\ntype = "hours"\n', 4, "rules[0].name", "missing required key 'name'"),
+    (HEAD + '[[rules]]\nname = "a b"\ntype = "vip"\n', 5, "rules[0].name", "not a rule name"),
+    (HEAD + '[[rules]]\nname = "r"\ntype = "blacklist"\nnumbers = ["1*"]\n'
+     '[[rules]]\nname = "r"\ntype = "vip"\n', 9, "rules[1].name", "duplicate rule name 'r'"),
+    (RULE, 4, "rules[0].type", "missing required key 'type'"),
+    (RULE + 'typ = "vip"\n', 6, "rules[0].typ", "did you mean 'type'?"),
+    (RULE + 'type = "hour"\n', 6, "rules[0].type",
+     "unknown rule type 'hour' (did you mean 'hours'? one of hours, blacklist, whitelist, vip"),
+    (RULE + 'type = "hours"\ntimezone = "UTC"\nweekly = {}\nnumbers = ["1"]\n', 9,
+     "rules[0].numbers", "unknown key 'numbers'"),
+    (HEAD + '[rules]\nname = "r"\n', 4, "rules", "expected [[rules]] tables"),
+    ('rules = [1]\n' + HEAD, 1, "rules[0]", "expected a table, got an integer"),
+    # hours
+    (RULE + 'type = "hours"\nweekly = {}\n', 4, "rules[0].timezone", "missing required key"),
+    (RULE + 'type = "hours"\ntimezone = "Mars/Olympus"\nweekly = {}\n', 7, "rules[0].timezone",
+     "unknown time zone 'Mars/Olympus'"),
+    (HOURS, 4, "rules[0].weekly", "missing required key 'weekly'"),
+    (HOURS + 'weekly = { mon = ["09:00-18:00"], mo = ["09:00-12:00"] }\n', 8,
+     "rules[0].weekly.mo", "unknown day 'mo'"),
+    (HOURS + 'weekly = { mon = ["09:00-12:00",\n  "9-18"] }\n', 9, "rules[0].weekly.mon[1]",
+     "not a time range HH:MM-HH:MM: '9-18'"),
+    (HOURS + '[rules.weekly]\nmon = ["09:00-12:00"]\ntue = ["09:00-25:00"]\n', 10,
+     "rules[0].weekly.tue[0]", "no such time"),
+    (HOURS + '[rules.weekly]\nwed = ["09:00-09:00"]\n', 9, "rules[0].weekly.wed[0]",
+     "empty range"),
+    (HOURS + '[rules.weekly]\nwed = "09:00-18:00"\n', 9, "rules[0].weekly.wed",
+     "expected an array"),
+    (HOURS + '[rules.weekly]\nwed = [900]\n', 9, "rules[0].weekly.wed[0]",
+     "expected a string"),
+    (HOURS + 'weekly = {}\nholidays = ["2026-10-01", "2026-13-01"]\n', 9,
+     "rules[0].holidays[1]", "not a date YYYY-MM-DD: '2026-13-01'"),
+    (HOURS + 'weekly = {}\nholidays = [2026-10-01T10:00:00]\n', 9, "rules[0].holidays[0]",
+     "not a date YYYY-MM-DD: datetime"),
+    (HOURS + 'weekly = {}\nspecial = { "10/11" = ["09:00-18:00"] }\n', 9,
+     'rules[0].special."10/11"', "not a date YYYY-MM-DD: '10/11'"),
+    (HOURS + 'weekly = {}\n[rules.special]\n2026-10-11 = ["09:00-18:00", "x"]\n', 10,
+     "rules[0].special.2026-10-11[1]", "not a time range"),
+    (HOURS + 'weekly = {}\nclosed = 200\n', 9, "rules[0].closed", "between 400 and 699"),
+    (HOURS + 'weekly = {}\nclosed = 4.8\n', 9, "rules[0].closed",
+     "expected a status to reject with (400..699) or an app name, got a number"),
+    (HOURS + 'weekly = {}\nclosed = "after hours"\n', 9, "rules[0].closed",
+     "not an app name: 'after hours'"),
+    # blacklist / whitelist / vip
+    (LIST, 4, "rules[0].numbers", "missing required key 'numbers'"),
+    (LIST + "numbers = []\n", 7, "rules[0].numbers", "at least one number"),
+    (LIST + 'numbers = [\n  "138*",\n  "13a*",\n]\n', 9, "rules[0].numbers[1]",
+     "bad prefix '13a*'"),
+    (LIST + 'numbers = ["area:099"]\n', 7, "rules[0].numbers[0]", "unknown area code"),
+    (LIST + 'numbers = ["area:10"]\n', 7, "rules[0].numbers[0]", "bad area code"),
+    (LIST + 'numbers = ["100-99"]\n', 7, "rules[0].numbers[0]", "bad range"),
+    (LIST + 'numbers = ["hello"]\n', 7, "rules[0].numbers[0]", "not a number, prefix, range"),
+    (LIST + 'numbers = [138]\n', 7, "rules[0].numbers[0]", "expected a string"),
+    (LIST + 'numbers = ["138*"]\nstatus = 200\n', 8, "rules[0].status", "between 400 and 699"),
+    (LIST + 'numbers = ["138*"]\ncountry = "XX"\n', 8, "rules[0].country",
+     "not a country code: 'XX'"),
+    (LIST + 'numbers = ["138*"]\napp = "x"\n', 8, "rules[0].app", "unknown key 'app'"),
+    (RULE + 'type = "whitelist"\nnumbers = ["138*"]\nstatus = "403"\n', 8, "rules[0].status",
+     "expected an integer"),
+    (RULE + 'type = "vip"\nnumbers = ["138*"]\n', 4, "rules[0].app",
+     "missing required key 'app'"),
+    (RULE + 'type = "vip"\nnumbers = ["138*"]\napp = "dial:"\n', 8, "rules[0].app",
+     "'dial:' needs an extension or a sip: URI"),
+    (RULE + 'type = "vip"\nnumbers = ["138*"]\napp = "dial:sip:a@bad host"\n', 8,
+     "rules[0].app", "not a valid URI"),
+    (RULE + 'type = "vip"\nnumbers = ["138*"]\nstatus = 486\n', 8, "rules[0].status",
+     "unknown key 'status'"),
+    # region
+    (RULE + 'type = "region"\n', 4, "rules[0].routes", "missing required key 'routes'"),
+    (RULE + 'type = "region"\nroutes = {}\n', 7, "rules[0].routes", "at least one region"),
+    (RULE + 'type = "region"\nroutes = { "广东省" = "a", "北京" = "b" }\n', 7,
+     'rules[0].routes."北京"', "no phone numbering plan names a place '北京' "
+     "(did you mean '北京市'?)"),
+    (RULE + 'type = "region"\n[rules.routes]\nAtlantis = "a"\n', 8, "rules[0].routes.Atlantis",
+     "no phone numbering plan names a place 'Atlantis'"),
+    (RULE + 'type = "region"\nroutes = { "country:USA" = "a" }\n', 7,
+     'rules[0].routes."country:USA"', "bad country 'country:USA'"),
+    (RULE + 'type = "region"\nroutes = { "北京市" = 1 }\n', 7, 'rules[0].routes."北京市"',
+     "expected an app name (a string), got an integer"),
+    (RULE + 'type = "region"\nroutes = { "北京市" = "a" }\ndefault = "b c"\n', 8,
+     "rules[0].default", "not an app name"),
+    # [[numbers]]
+    (NUM + 'match = "^4"\n', 11, "numbers[0].match", "either number or match, not both"),
+    (HEAD + '[[numbers]]\napp = "a"\n', 4, "numbers[0].number", "missing 'number'"),
+    (HEAD + '[[numbers]]\nnumber = "400 123"\napp = "a"\n', 5, "numbers[0].number",
+     "not a number or prefix: '400 123'"),
+    (HEAD + '[[numbers]]\nnumber = ""\napp = "a"\n', 5, "numbers[0].number",
+     "not a number or prefix"),
+    (HEAD + '[[numbers]]\nnumber = 400\napp = "a"\n', 5, "numbers[0].number",
+     "expected a string, got an integer"),
+    (NUM + '[[numbers]]\nnumber = "400"\napp = "b"\n', 12, "numbers[1].number",
+     "duplicate number '400'"),
+    (HEAD + '[[numbers]]\nmatch = "^(4"\napp = "a"\n', 5, "numbers[0].match",
+     "bad regular expression"),
+    (HEAD + '[[numbers]]\nnumber = "400"\n', 4, "numbers[0].app", "missing required key 'app'"),
+    (HEAD + '[[numbers]]\nnumber = "400"\napp = "hot line"\n', 6, "numbers[0].app",
+     "not an app name: 'hot line'"),
+    (HEAD + '[[numbers]]\nnumber = "400"\napp = "dial:10 01"\n', 6, "numbers[0].app",
+     "'dial:' needs an extension"),
+    (NUM + 'rules = ["r1", "r11"]\n', 11, "numbers[0].rules[1]",
+     "no [[rules]] entry is named 'r11' (did you mean 'r1'?)"),
+    (NUM + 'rules = [\n  "r1",\n  "r1",\n]\n', 13, "numbers[0].rules[1]", "listed twice"),
+    (NUM + 'rules = [1]\n', 11, "numbers[0].rules[0]", "expected a rule name"),
+    (NUM + 'rules = "r1"\n', 11, "numbers[0].rules", "expected an array"),
+    (NUM + 'tenant = "a b"\n', 11, "numbers[0].tenant", "not a tenant name"),
+    (NUM + 'data = { when = 2026-10-01 }\n', 11, "numbers[0].data.when",
+     "call data must be JSON-like: write this date as a string"),
+    (NUM + 'data = { a = [1, 07:30:00] }\n', 11, "numbers[0].data.a[1]", "JSON-like"),
+    (NUM + 'data = "x"\n', 11, "numbers[0].data", "expected a table"),
+    (NUM + 'rule = ["r1"]\n', 11, "numbers[0].rule", "did you mean 'rules'?"),
+    (HEAD + '[numbers]\nnumber = "1"\n', 4, "numbers", "expected [[numbers]] tables"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "key", "words"), ROUTING_ERRORS)
+def test_routing_errors(text: str, line: int, key: str, words: str) -> None:
+    err = _error(text, "conf/pbx.toml")
+    assert (err.path, err.line, err.key) == ("conf/pbx.toml", line, key), str(err)
+    assert words in err.message
+
+
+def test_routing_error_bases_are_valid() -> None:
+    assert _parse(NUM).numbers[0].line == 8
+    assert _parse(LIST + 'numbers = ["138*"]\n').rules[0].line == 4
+    assert _parse(HOURS + "weekly = {}\n").rules[0].type == "hours"
+
+
+def test_phone_number_data_loads_only_for_configs_with_rules(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.toml"
+    plain.write_text(HEAD + f'[admin]\ntoken = "{TOKEN}"\n')
+    code = ("import sys; from pbx.config import load_config\n"
+            "for path in sys.argv[1:]:\n"
+            "    load_config(path); print('phonenumbers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(plain), str(DEMO)],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]      # phonenumbers takes ~0.25 s to import
