@@ -204,6 +204,11 @@ class ToneSource:
         self._finished = False
 
     @property
+    def frame_samples(self) -> int:
+        """Samples per frame (``FrameSource``: the engine can play a tone directly)."""
+        return self.frame_size
+
+    @property
     def finished(self) -> bool:
         """True once a finite tone has been read to its end."""
         return self._finished
