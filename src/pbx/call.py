@@ -129,6 +129,7 @@ class Leg:
         self._early_media: SessionDescription | None = None
         self._redirect: list[Uri] = []                        # a 3xx's Contacts
         self._reported = False                                # its LegEnded is published
+        self._recordings = 0                                  # record() blocks running
         handle.on_event = self._on_sip
         handle.owner = self
 
@@ -252,12 +253,19 @@ class Leg:
         stream = await self._media_ready()
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         rec = stream.record(path, mode=mode)
+        # A relay forwards packets untouched; a recorded bridge goes through the engine's mix.
+        self._recordings += 1
+        if self._peer is not None:
+            self._pbx._relink(self)
         if self._call is not None:
             self._call._publish(RecordingStarted, leg_id=self._leg_key, path=os.fspath(path))
         try:
             yield rec
         finally:
             rec.stop()
+            self._recordings -= 1
+            if self._peer is not None:
+                self._pbx._relink(self)
 
     async def hold(self) -> None:
         """Put this party on hold: a re-INVITE (sendonly) and music on hold. Example:
@@ -751,8 +759,7 @@ class Call(Leg):
             if self.state == "answered":
                 if ringback_play is None and self._stream is not None and self.media:
                     ringback_play = self._stream.play(
-                        LoopSource(ToneSource(ringback(self._pbx.tone_region),  # type: ignore[arg-type]
-                                              self._stream.sample_rate)))
+                        ToneSource(ringback(self._pbx.tone_region), self._stream.sample_rate))
                 return
             if early is not None:
                 self._pbx._spawn(self._connect_early(leg))

@@ -540,7 +540,8 @@ class Pbx:
             return
         self._unlink(a, b)
         ma, mb = a.media, b.media
-        if ma is not None and mb is not None and ma.send_codec.key == mb.send_codec.key:
+        if (ma is not None and mb is not None and ma.send_codec.key == mb.send_codec.key
+                and not a._recordings and not b._recordings):
             a._stop_moh()
             b._stop_moh()
             sa.stop_playing()
@@ -596,6 +597,13 @@ class Pbx:
         self._link(call, new)
         call._bridge_changed.set()
         call._publish(CallBridged, leg_id="", peer_leg_id=new.id, peer=new.party)
+
+    def _relink(self, leg: Leg) -> None:
+        """Rebuild ``leg``'s bridge (relay or mix) after something that decides it changed."""
+        peer = leg._peer
+        if peer is not None and not leg._moh and not peer._moh:
+            self._unlink(leg, peer)
+            self._link(leg, peer)
 
     def _reconnect(self, leg: Leg) -> None:
         peer = leg._peer
