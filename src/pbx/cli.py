@@ -129,6 +129,9 @@ def _serve(path: str, log_level: str | None) -> int:
     except ConfigError as exc:
         print(f"pbx: {exc}", file=sys.stderr)
         return 2
+    except LookupError as exc:          # a [[numbers]] or [[rules]] app that is not registered
+        print(f"pbx: {path}: {exc}", file=sys.stderr)
+        return 2
     except (OSError, PbxError) as exc:
         print(f"pbx: {exc}", file=sys.stderr)
         return 1
@@ -146,11 +149,11 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def _serve_until_signal(config: Config) -> None:
-    """Run ``pbx.server.serve`` until SIGINT/SIGTERM cancels it, letting it clean up."""
-    from pbx.server import serve  # lazy: check-config must work without the server's imports
+    """Run the reference PBX until SIGINT/SIGTERM cancels it, letting it clean up."""
+    from pbx.pbx import Pbx  # lazy: check-config must work without the server's imports
 
     loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(serve(config))
+    task = asyncio.ensure_future(Pbx(config).serve_forever())
     stopping = False
 
     def stop(signum: int) -> None:

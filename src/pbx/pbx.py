@@ -58,7 +58,7 @@ from pbx.media.playback import FrameSource, LoopSource, PcmSource
 from pbx.media.tts import EspeakNgProvider, TtsProvider
 from pbx.metrics import CallMetrics, Registry
 from pbx.region import region_of
-from pbx.server import SipServer
+from pbx.server import SipServer, _tune_gc
 from pbx.sip import b2bua
 from pbx.sip.address import Address
 from pbx.sip.endpoint import Endpoint
@@ -200,6 +200,28 @@ class Pbx:
             return fn
         return register
 
+    def dial_app(self, target: str, *, timeout: float = 30.0) -> App:
+        """The app ``"dial:<target>"`` names in the config: ring ``target`` and bridge the
+        caller to whoever answers (the caller hears the callee ringing; busy and no answer are
+        passed back to the caller and end up in the record)."""
+        async def dial(call: Call) -> None:
+            leg = await call.dial(target, timeout=timeout)
+            await call.bridge(leg)
+        dial.__name__ = f"dial:{target}"
+        return dial
+
+    def _load_numbers(self) -> None:
+        """Routes for the config's ``[[numbers]]``, behind their ``[[rules]]``, after the ones
+        made in Python (which win)."""
+        if not self.config.numbers:
+            return
+        from pbx.apps.rules import build_rules, resolve_app
+        rules: dict[str, Any] = build_rules(self.config.rules, self._apps, dial=self.dial_app)
+        for n in self.config.numbers:
+            app = resolve_app(n.app, self._apps, dial=self.dial_app)
+            self.route(n.pattern, app, rules=[rules[r] for r in n.rules], name=n.app,
+                       tenant=n.tenant, data=n.data)
+
     def use(self, middleware: Middleware) -> Middleware:
         """Add middleware run for every routed call, before the route's own rules."""
         self._middlewares.append(middleware)
@@ -257,6 +279,7 @@ class Pbx:
             self.webhooks = WebhookDispatcher(endpoints, outbox)
             self.bus.subscribe(self.webhooks)
             await self.webhooks.start()
+        self._load_numbers()
         server = SipServer(config)
         self.server = server
         self.endpoint = Endpoint(server, timers=Timers(t1=config.sip.t1, t2=config.sip.t2,
@@ -312,6 +335,7 @@ class Pbx:
     async def serve_forever(self) -> None:
         """Start and run until cancelled (Ctrl-C)."""
         await self.start()
+        _tune_gc()
         try:
             await asyncio.Event().wait()
         finally:

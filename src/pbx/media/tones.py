@@ -198,15 +198,11 @@ class ToneSource:
         self.spec = spec
         self.rate = rate
         self.frame_size = rate * FRAME_MS // 1000
+        self.frame_samples = self.frame_size   # FrameSource: the engine plays tones directly
         self._phases: dict[float, float] = {}  # frequency -> phase (radians) at the next sample
         self._index = 0  # current segment
         self._left = self._length(spec.segments[0])  # samples left in it (None: endless)
         self._finished = False
-
-    @property
-    def frame_samples(self) -> int:
-        """Samples per frame (``FrameSource``: the engine can play a tone directly)."""
-        return self.frame_size
 
     @property
     def finished(self) -> bool:

@@ -6,7 +6,7 @@ Pure parsing, formatting and matching; the endpoint sends and receives the messa
 Receiving a REFER (a phone transfers its call): ``parse_refer(request)`` checks there is exactly
 one Refer-To (RFC 3515 §2.4.1) and returns the target (``ReferTarget``: the URI without its
 headers, the ``Replaces`` it carried for an attended transfer, the other URI headers the new
-request should carry), the Referred-By to copy into the new INVITE (RFC 3892 §3) and whether the
+request should carry), the Referred-By to copy into the new INVITE (RFC 3892) and whether the
 REFERer wants NOTIFYs (RFC 4488 ``Refer-Sub``). After the 202, progress goes back in NOTIFYs:
 ``notify_headers(refer_cseq, "active" | "terminated")`` and the body ``sipfrag(status)``.
 
@@ -53,7 +53,7 @@ __all__ = [
     "sipfrag",
 ]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 SIPFRAG_TYPE = "message/sipfrag;version=2.0"
 MAX_STATUS_LINE = 1024  # a sipfrag status line longer than this is garbage
@@ -104,8 +104,8 @@ class Replaces:
     @classmethod
     def targeting(cls, dialog: DialogId, *, early_only: bool = False) -> Replaces:
         """The Replaces that our peer in ``dialog`` (our view of it) will match against its own
-        view: its local tag is our remote tag. A tag that is missing (RFC 2543 peer) is
-        written ``0``, the placeholder RFC 3891 §6.1 uses."""
+        view: its local tag is our remote tag. A missing tag (RFC 2543 peer) is written ``0``,
+        which matches both ``0`` and no tag (RFC 3891 §6.1)."""
         return cls(dialog.call_id, dialog.remote_tag or "0", dialog.local_tag or "0", early_only)
 
     @property
@@ -152,17 +152,22 @@ def replaces_of(request: Request) -> Replaces | None:
     return parse_replaces(lines[0])
 
 
-def find_replaced(replaces: Replaces, dialogs: Mapping[DialogId, T]) -> tuple[DialogId, T] | None:
+def find_replaced(replaces: Replaces,
+                  dialogs: Mapping[DialogId, _T]) -> tuple[DialogId, _T] | None:
     """The entry of ``dialogs`` (keyed by our ``DialogId``s) that ``replaces`` names, or None
     (answer 481). The to-tag is compared with our local tag, the from-tag with the remote
-    one (RFC 3891 §3); a from-tag of ``0`` also matches a peer that sent no tag (§6.1)."""
+    one (RFC 3891 §3). A tag of ``0`` matches both ``0`` and no tag (RFC 2543 peers, §6.1);
+    an exact match wins."""
     key = replaces.dialog_id
     if key in dialogs:
         return key, dialogs[key]
-    if replaces.from_tag == "0":
-        key = key._replace(remote_tag="")
-        if key in dialogs:
-            return key, dialogs[key]
+    locals_ = (replaces.to_tag, "") if replaces.to_tag == "0" else (replaces.to_tag,)
+    remotes = (replaces.from_tag, "") if replaces.from_tag == "0" else (replaces.from_tag,)
+    for local in locals_:
+        for remote in remotes:
+            key = DialogId(replaces.call_id, local, remote)
+            if key in dialogs:
+                return key, dialogs[key]
     return None
 
 
@@ -321,7 +326,7 @@ def refer_to_value(uri: Uri, replaces: Replaces | None = None, *,
 
 
 def parse_referred_by(value: str) -> Address:
-    """Parse a Referred-By value (RFC 3892 §3): a name-addr or addr-spec with parameters; a
+    """Parse a Referred-By value (RFC 3892): a name-addr or addr-spec with parameters; a
     ``cid`` parameter must be a quoted ``"local@domain"``."""
     address = parse_address(value)
     if "cid" in address.params:
@@ -333,7 +338,7 @@ def parse_referred_by(value: str) -> Address:
 
 class Refer(NamedTuple):
     """An incoming REFER, checked: its target, its Referred-By (copy it into the request the
-    REFER triggers, RFC 3892 §3), its CSeq number (the NOTIFYs' ``id``) and whether the REFERer
+    REFER triggers, RFC 3892), its CSeq number (the NOTIFYs' ``id``) and whether the REFERer
     wants NOTIFYs (False only for ``Refer-Sub: false``, RFC 4488)."""
 
     target: ReferTarget
