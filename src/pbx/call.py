@@ -698,8 +698,8 @@ class Call(Leg):
         self._check_alive()
         if not 300 <= status <= 699:
             raise ValueError(f"{status} is not a failure status")
-        if "status" not in self._end or self._end.get("status") is None:
-            self._end.setdefault("reason", Reason.FAILED)
+        if self._end.get("status") is None:
+            self._end.setdefault("reason", b2bua.reason_for(status))
             self._end["status"] = status
         self.end_side = "local"
         self._handle.act(lambda s, now: s.reject(status, now, reason=reason))

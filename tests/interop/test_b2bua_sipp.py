@@ -8,10 +8,14 @@ exchange (SIPp's scenario succeeds: it asserts every message it expects) and the
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from pbx.apps.numbers import NumberList
+from pbx.apps.rules import blacklist, business_hours, by_region
+from pbx.apps.schedule import Schedule
 from pbx.call import Call
 from pbx.cdr import CallRecord
 from pbx.config import parse_config
@@ -35,9 +39,10 @@ path = "pbx.sqlite3"
     return parse_config(text, tmp_path / "pbx.toml")
 
 
-def _fail_scenario(tmp_path: Path, status: int) -> Path:
-    path = tmp_path / f"uac_fail_{status}.xml"
+def _fail_scenario(tmp_path: Path, status: int, caller: str = "01062345678") -> Path:
+    path = tmp_path / f"uac_fail_{status}_{caller}.xml"
     text = (SCENARIOS / "b2b_uac_fail.xml").read_text().replace("@EXPECTED@", str(status))
+    text = text.replace("01062345678", caller)
     path.write_text(text)
     return path
 
@@ -182,3 +187,46 @@ def test_blind_transfer_by_refer(tmp_path: Path, ports: PortAllocator,
         assert record.callee == f"sip:c@127.0.0.1:{c_port}"
 
     _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}"))
+
+
+def test_rules_reject_with_their_status_and_say_why(tmp_path: Path, ports: PortAllocator,
+                                                    run_sipp: Runner) -> None:
+    """Real numbers through real rules, on a fake clock: a Beijing fixed line (area 010) and a
+    138 mobile are blacklisted (403), the hotline is closed on a Saturday evening (480), and a
+    Guangzhou caller (020) is routed by region to an app that declines (603)."""
+    saturday_evening = datetime(2026, 11, 28, 12, 30, tzinfo=UTC)      # 20:30 in Shanghai
+    hours = Schedule("Asia/Shanghai", {d: ["09:00-18:00"] for d in ("mon", "tue", "wed", "thu",
+                                                                      "fri", "sat")})
+    blocked = blacklist(NumberList(["area:010", "138*"]), status=403, name="blocked")
+
+    async def decline(call: Call) -> None:
+        await call.reject(603)
+
+    async def never(call: Call) -> None:
+        raise AssertionError("the rules should have stopped this call")
+
+    async def main() -> None:
+        port = ports.port()
+        pbx = Pbx(_config(tmp_path, port), clock=lambda: saturday_evening)
+        pbx.route("300", never, rules=[blocked], name="blocked-line")
+        pbx.route("301", never, rules=[business_hours(hours, closed=480)], name="hotline")
+        pbx.route("302", never, rules=[by_region({"广州市": decline})], name="regional")
+        async with pbx:
+            runs = [("300", 403, "01062345678"), ("300", 403, "13800138000"),
+                    ("301", 480, "13912345678"), ("302", 603, "02083456789")]
+            for i, (number, status, caller) in enumerate(runs):
+                a = run_sipp(f"a{i}", scenario=_fail_scenario(tmp_path, status, caller),
+                             remote=f"127.0.0.1:{port}", service=number, calls=1, timeout=15)
+                await _wait(a)
+            records = sorted(await _records(pbx, 4), key=lambda r: r.start_time)
+        assert [r.disposition for r in records] == ["rejected by rule"] * 3 + ["busy"], records
+        assert [r.status for r in records] == [403, 403, 480, 603]
+        assert records[0].path == ["blocked-line", "blocked:blocked"]
+        assert records[0].hangup_cause == "blocked: area:010"
+        assert records[1].hangup_cause == "blocked: 138*"
+        assert records[2].path == ["hotline", "hours:closed"]
+        assert "closed" in records[2].hangup_cause
+        assert records[3].path == ["regional", "region:广州市"]
+        assert records[3].caller_city in ("广州市", "Guangzhou")
+
+    asyncio.run(main())
