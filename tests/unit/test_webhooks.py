@@ -460,3 +460,45 @@ def test_ask_answers_and_falls_back() -> None:
     assert (headers["X-Pbx-Event"], headers["X-Pbx-Question"]) == ("question", "route")
     assert verify_signature(SECRET, headers["X-Pbx-Timestamp"], body,
                             headers["X-Pbx-Signature"], now=time.time())
+
+
+def test_a_receiver_down_for_30_seconds_gets_every_event_afterwards_in_order() -> None:
+    """The receiver answers 503 (and refuses nothing else) for the first 30 s of wall-clock
+    time; events of three calls published meanwhile all arrive once it is back, each call's in
+    order. Time is a fake clock that the dispatcher's backoff sleeps advance, so the 30 s pass
+    at once; the HTTP exchanges are real."""
+    fake = FakeTime()
+    back_at = fake.now + 30.0
+    receiver = Receiver(lambda hit, hits: 503 if fake.now < back_at else 200)
+
+    async def main(tmp: Path) -> WebhookDispatcher:
+        async with TestServer(receiver.app, host="127.0.0.1") as server:
+            dispatcher = WebhookDispatcher(
+                [WebhookEndpoint(str(server.make_url("/hook")), SECRET, name="crm")],
+                tmp / "outbox.sqlite3", base_delay=1.0, max_delay=8.0, clock=fake.clock,
+                sleep=fake.sleep, rand=lambda: 0.5)
+            await dispatcher.start()
+            for n in range(3):
+                call = f"c{n}"
+                dispatcher(started(call, at=fake.now))
+                dispatcher(CallAnswered(call_id=call, at=fake.now + 1))
+                dispatcher(ended(call, at=fake.now + 2))
+            await asyncio.wait_for(dispatcher.wait_idle(), 20)
+            await dispatcher.stop()
+            return dispatcher
+
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        dispatcher = run(main(Path(tmp)))
+    assert dispatcher.depth == 0
+    assert fake.now >= back_at                              # it really was down for 30 s
+    failed = [h for h in receiver.hits if h.status == 503]
+    assert failed and all(h.status == 503 for h in receiver.hits[:len(failed)])
+    ok = receiver.ok()
+    for n in range(3):
+        assert [x for x in ok if x.startswith(f"c{n}:")] == [
+            f"c{n}:call.started", f"c{n}:call.answered", f"c{n}:call.ended"]
+    for hit in receiver.hits:
+        assert verify_signature(SECRET, hit.headers["X-Pbx-Timestamp"], hit.body,
+                                hit.headers["X-Pbx-Signature"], now=float(
+                                    hit.headers["X-Pbx-Timestamp"]))
