@@ -88,6 +88,7 @@ App = Callable[["Call"], Awaitable[None]]
 Middleware = Callable[["Call", App], Awaitable[None]]
 Source = str | os.PathLike[str] | FrameSource
 State = Literal["new", "ringing", "early", "answered", "ended"]
+_MAX_REDIRECTS = 3
 
 
 class Leg:
@@ -415,7 +416,7 @@ class Leg:
             self._on_answered(ev.sdp)
         elif isinstance(ev, Failed):
             self.status = ev.status
-            if ev.status in (301, 302) and ev.response is not None:
+            if 300 <= ev.status < 400 and ev.status not in (305, 380) and ev.response:
                 self._pbx._redirected(self, ev.response)
         elif isinstance(ev, OfferReceived):
             if ev.initial and not self.outgoing:
@@ -772,6 +773,7 @@ class Call(Leg):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         winner: Leg | None = None
+        redirects = 0
         try:
             while winner is None:
                 live = [leg for leg in legs if leg.state != "ended"]
@@ -786,6 +788,16 @@ class Call(Leg):
                 await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
                 if self.state == "ended":
                     raise CallHungUp(self._side_name(), self.hangup_reason)
+                for leg in [leg for leg in legs if leg.ended and leg._redirect]:
+                    uris, leg._redirect = leg._redirect, []
+                    if redirects >= _MAX_REDIRECTS:
+                        continue
+                    redirects += 1          # 3xx: the Contacts are tried in parallel (§8.1.3.4)
+                    more = await self._pbx._dial_legs(self, leg.party, caller_id,
+                                                      uris=[(uri, None) for uri in uris])
+                    for extra in more:
+                        extra._on_ringing = on_ringing
+                    legs.extend(more)
                 winner = next((leg for leg in legs if leg.answered and leg.state == "answered"),
                               None)
         finally:
@@ -801,7 +813,8 @@ class Call(Leg):
             if self.state != "answered" and not self.outgoing:
                 await self.answer()
             return winner
-        statuses = [leg.status for leg in legs]
+        statuses = [leg.status for leg in legs   # a followed redirect is not an outcome
+                    if leg.status is None or not 300 <= leg.status < 400]
         status = b2bua.best_status([s for s in statuses if s is not None])
         timed_out = any(s is None for s in statuses) or status in (None, 408)
         err = DialFailed(status if not timed_out else (status or 408),

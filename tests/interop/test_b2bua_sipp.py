@@ -230,3 +230,22 @@ def test_rules_reject_with_their_status_and_say_why(tmp_path: Path, ports: PortA
         assert records[3].caller_city in ("广州市", "Guangzhou")
 
     asyncio.run(main())
+
+
+def test_a_redirect_is_followed(tmp_path: Path, ports: PortAllocator, run_sipp: Runner) -> None:
+    b_port, c_port = ports.port(), ports.port()
+
+    async def body(pbx: Pbx, port: int) -> None:
+        c = run_sipp("c", scenario=SCENARIOS / "b2b_uas_answer.xml", local_port=c_port,
+                     calls=1, timeout=20)
+        b = run_sipp("b", scenario=SCENARIOS / "b2b_uas_redirect.xml", local_port=b_port,
+                     calls=1, timeout=20, extra=["-key", "target", f"c@127.0.0.1:{c_port}"])
+        a = run_sipp("a", scenario="uac", remote=f"127.0.0.1:{port}", service="200", calls=1,
+                     timeout=20, extra=["-d", "500"])
+        await _wait(a, b, c)
+        [record] = await _records(pbx)
+        assert record.disposition == "answered", record
+        assert [leg.status for leg in record.legs[1:]] == [302, None]
+        assert record.legs[2].answer_time is not None
+
+    _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}"))
