@@ -8,8 +8,8 @@ exchange (SIPp's scenario succeeds: it asserts every message it expects) and the
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 

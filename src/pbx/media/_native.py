@@ -15,7 +15,7 @@ def _load() -> tuple[Any, Any]:
     if os.environ.get("PBX_NO_EXTENSIONS", "") not in ("", "0"):
         return None, None
     try:
-        from pbx import _dsp  # type: ignore[attr-defined]
+        from pbx import _dsp  # type: ignore[attr-defined, unused-ignore]
     except ImportError:
         return None, None
     return _dsp.ffi, _dsp.lib

@@ -212,7 +212,7 @@ def _forced_native() -> tuple[Any, Any]:
     if _lib is not None:
         return _ffi, _lib
     try:
-        from pbx import _dsp  # type: ignore[attr-defined]
+        from pbx import _dsp  # type: ignore[attr-defined, unused-ignore]
     except ImportError as exc:
         raise RuntimeError("the C kernels (pbx._dsp) are not built") from exc
     return _dsp.ffi, _dsp.lib
