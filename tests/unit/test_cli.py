@@ -23,23 +23,27 @@ DEMO = ROOT / "examples" / "demo.toml"
 GOOD = '[sip]\nlisten = ["udp:127.0.0.1:5060"]\ndomain = "pbx.local"\n'
 BAD = '[sip]\nlisten = ["udp:127.0.0.1:5060"]\ndomian = "pbx.local"\n'
 
-# Runs the real CLI in a child process with a stand-in for pbx.server (the lead's module), so
+# Runs the real CLI in a child process with a stand-in for pbx.pbx (the Pbx it serves), so
 # signal handling is exercised for real without binding sockets.
 FAKE_SERVER = textwrap.dedent("""
     import asyncio, logging, os, sys, types
-    fake = types.ModuleType("pbx.server")
-    async def serve(config):
-        mode = os.environ.get("FAKE_MODE", "wait")
-        if mode == "oserror":
-            raise OSError(98, "Address already in use")
-        print("serving", len(config.users), logging.getLogger("pbx").level, flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await asyncio.sleep(0.01)  # cleanup may await
-            print("stopped", flush=True)
-    fake.serve = serve
-    sys.modules["pbx.server"] = fake
+    fake = types.ModuleType("pbx.pbx")
+    class Pbx:
+        def __init__(self, config):
+            self.config = config
+        async def serve_forever(self):
+            mode = os.environ.get("FAKE_MODE", "wait")
+            if mode == "oserror":
+                raise OSError(98, "Address already in use")
+            print("serving", len(self.config.users), logging.getLogger("pbx").level,
+                  flush=True)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await asyncio.sleep(0.01)  # cleanup may await
+                print("stopped", flush=True)
+    fake.Pbx = Pbx
+    sys.modules["pbx.pbx"] = fake
     from pbx.cli import main
     sys.exit(main(sys.argv[1:]))
 """)

@@ -665,7 +665,7 @@ def test_demo_numbers_and_rules() -> None:
     config = load_config(DEMO)
     by_number = {n.number: n for n in config.numbers}
     hotline = by_number["4001234567"]
-    assert (hotline.app, hotline.rules) == ("hotline", ("hours", "blocked"))
+    assert (hotline.app, hotline.rules) == ("dial:1001", ("hours", "blocked"))
     rules = {r.name: r for r in config.rules}
     assert rules["hours"].type == "hours" and rules["blocked"].type == "blacklist"
     for number in hotline.rules + by_number["4001234568"].rules:
