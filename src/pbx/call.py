@@ -858,8 +858,9 @@ class Call(Leg):
             finally:
                 changed.cancel()
             if self.state == "ended":
-                if peer.state != "ended":
-                    peer._hangup_now()
+                current = self._peer            # (a transfer may have taken ``peer`` away)
+                if current is not None and current.state != "ended":
+                    current._hangup_now()
                 raise CallHungUp(self._side_name(), self.hangup_reason)
             if peer.state == "ended" and self._peer in (peer, None):
                 self._peer = None

@@ -75,6 +75,7 @@ class UasCall:
     state: str = "proceeding"
     reason: str | None = None
     requests: list[str] = field(default_factory=list)   # methods received, in order
+    notifies: list[Request] = field(default_factory=list)  # NOTIFYs received (REFER progress)
     confirmed: asyncio.Event = field(default_factory=asyncio.Event)
     terminated: asyncio.Event = field(default_factory=asyncio.Event)
     _invite_branch: str = ""
@@ -336,7 +337,9 @@ class MediaUas(asyncio.DatagramProtocol):
             call.requests.append(req.method)
         if req.method == "OPTIONS":
             self._reply(req, peer, 200, extra=[("Allow", _ALLOW), ("Accept", "application/sdp")])
-        elif req.method == "INFO" and call is not None:
+        elif req.method in ("INFO", "NOTIFY") and call is not None:
+            if req.method == "NOTIFY":
+                call.notifies.append(req)
             self._reply(req, peer, 200)
         else:
             self._reply(req, peer, 501 if call is None else 405, extra=[("Allow", _ALLOW)])
@@ -350,6 +353,15 @@ class MediaUas(asyncio.DatagramProtocol):
 
     async def _bye(self, call: UasCall, reason: str) -> Response:
         self._end(call, reason)
+        return await self._request(call, "BYE")
+
+    async def request(self, call: UasCall, method: str, headers: Iterable[tuple[str, str]] = (),
+                      body: bytes = b"", timeout: float = 5.0) -> Response:
+        """Send ``method`` (REFER, INFO ...) in the call's dialog; returns the final response."""
+        return await asyncio.wait_for(self._request(call, method, headers, body), timeout)
+
+    async def _request(self, call: UasCall, method: str,
+                       extra: Iterable[tuple[str, str]] = (), body: bytes = b"") -> Response:
         inv = call.invite
         target = inv.contacts[0].uri if inv.contacts else inv.from_.uri
         call._local_cseq += 1
@@ -360,8 +372,10 @@ class MediaUas(asyncio.DatagramProtocol):
         headers.add("From", str(inv.to.with_tag(call.local_tag)))
         headers.add("To", inv.headers.get("From") or "")
         headers.add("Call-ID", call.call_id)
-        headers.add("CSeq", f"{call._local_cseq} BYE")
-        data = bytes(Request("BYE", parse_uri(str(target)), headers))
+        headers.add("CSeq", f"{call._local_cseq} {method}")
+        for name, value in extra:
+            headers.add(name, value)
+        data = bytes(Request(method, parse_uri(str(target)), headers, body))
         fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._pending[branch] = fut
         interval = self.t1
@@ -371,7 +385,7 @@ class MediaUas(asyncio.DatagramProtocol):
                 with contextlib.suppress(TimeoutError):
                     return await asyncio.wait_for(asyncio.shield(fut), interval)
                 interval = min(2 * interval, _T2)
-            raise AssertionError(f"call {call.call_id}: no answer to our BYE")
+            raise AssertionError(f"call {call.call_id}: no answer to our {method}")
         finally:
             self._pending.pop(branch, None)
 

@@ -20,7 +20,10 @@ from pbx.call import Call
 from pbx.cdr import CallRecord
 from pbx.config import parse_config
 from pbx.pbx import Pbx
+from pbx.sip.refer import Replaces, parse_sipfrag, refer_to_value
+from pbx.sip.uri import parse_uri
 
+from .media_uas import MediaUas
 from .pbxproc import PortAllocator
 from .sipp import SCENARIOS, SippProcess, SippResult
 
@@ -249,3 +252,58 @@ def test_a_redirect_is_followed(tmp_path: Path, ports: PortAllocator, run_sipp: 
         assert record.legs[2].answer_time is not None
 
     _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}"))
+
+
+def test_attended_transfer_with_replaces(tmp_path: Path, ports: PortAllocator,
+                                         run_sipp: Runner) -> None:
+    """B (a test UA) takes A's call, consults C through the PBX (SIPp B2 -> number 201 -> C),
+    then REFERs A to C with Replaces naming the consultation dialog: A ends up talking to C,
+    both of B's dialogs are hung up, and A's record says so."""
+    b_port, c_port = ports.port(), ports.port()
+
+    async def to_c(call: Call) -> None:
+        leg = await call.dial(f"sip:c@127.0.0.1:{c_port}", timeout=10)
+        await call.bridge(leg)
+
+    async def main() -> None:
+        port = ports.port()
+        pbx = Pbx(_config(tmp_path, port))
+        pbx.route("200", _direct(f"sip:b@127.0.0.1:{b_port}"), name="to-b")
+        pbx.route("201", to_c, name="consult")
+        async with pbx:
+            assert pbx.engine is not None
+            async with MediaUas(pbx.engine, port=b_port) as b:
+                c = run_sipp("c", scenario=SCENARIOS / "b2b_uas_answer.xml", local_port=c_port,
+                             calls=1, timeout=30)
+                a = run_sipp("a", scenario="uac", remote=f"127.0.0.1:{port}", service="200",
+                             calls=1, timeout=30, extra=["-d", "6000"])
+                first = await (await b.next_call()).wait_confirmed()
+                b2 = run_sipp("b2", scenario=SCENARIOS / "b2b_uac_consult.xml",
+                              remote=f"127.0.0.1:{port}", service="201", calls=1, timeout=30)
+                for _ in range(200):
+                    consult = next((x for x in pbx.calls.values() if x.dialed == "201"), None)
+                    if consult is not None and consult.bridged_with is not None:
+                        break
+                    await asyncio.sleep(0.02)
+                assert consult is not None and consult.bridged_with is not None
+                dialog = consult._handle.session.dialog
+                assert dialog is not None
+                replaces = Replaces(dialog.id.call_id, dialog.id.local_tag,
+                                    dialog.id.remote_tag or "0")
+                target = refer_to_value(parse_uri(f"sip:c@127.0.0.1:{c_port}"), replaces)
+                resp = await b.request(first, "REFER", [("Refer-To", target)])
+                assert resp.status == 202
+                await first.wait_terminated(5)                 # the PBX hangs up B's first leg
+                await _wait(b2, a, c)
+                statuses = [parse_sipfrag(n.body) for n in first.notifies]
+                assert statuses[-1] == 200, statuses
+            records = {r.dialed: r for r in await _records(pbx, 2)}
+        record = records["200"]
+        assert record.disposition == "answered" and record.hangup_side == "caller", record
+        assert any(step.startswith("transfer:") for step in record.path)
+        assert record.callee == f"sip:c@127.0.0.1:{c_port}"
+        assert [leg.party for leg in record.legs[1:]] == [f"sip:b@127.0.0.1:{b_port}",
+                                                          f"sip:c@127.0.0.1:{c_port}"]
+        assert records["201"].disposition == "answered"
+
+    asyncio.run(main())
