@@ -50,6 +50,7 @@ from pbx.media.playback import FrameSource, LoopSource, PcmSource, WavSource
 from pbx.media.tones import ToneSource, ringback
 from pbx.region import Region
 from pbx.sip import b2bua
+from pbx.sip import session_timer as st
 from pbx.sip.invite import (
     AckTimeout,
     Answered,
@@ -59,10 +60,11 @@ from pbx.sip.invite import (
     Failed,
     OfferReceived,
     OfferRequested,
+    ReinviteFailed,
     Ringing,
     Terminated,
 )
-from pbx.sip.message import Request
+from pbx.sip.message import Request, Response
 from pbx.sip.offer_answer import (
     LocalMedia,
     NegotiatedMedia,
@@ -131,6 +133,9 @@ class Leg:
         self._redirect: list[Uri] = []                        # a 3xx's Contacts
         self._reported = False                                # its LegEnded is published
         self._recordings = 0                                  # record() blocks running
+        self._timer: st.SessionTimer | None = None           # RFC 4028, once answered
+        self._timer_handle: asyncio.TimerHandle | None = None
+        self._refreshing = False
         handle.on_event = self._on_sip
         handle.owner = self
 
@@ -401,6 +406,9 @@ class Leg:
         if peer is not None:
             self._pbx._disconnect(self, peer)
         self._stop_moh()
+        if self._timer_handle is not None:
+            self._timer_handle.cancel()
+            self._timer_handle = None
         if not self._answered.done():
             self._answered.set_exception(CallHungUp(self._side_name(), reason))
             self._answered.exception()   # retrieved: no "never retrieved" warning
@@ -413,7 +421,7 @@ class Leg:
         if isinstance(ev, Ringing):
             self._on_ringing_event(ev.status, ev.sdp)
         elif isinstance(ev, Answered):
-            self._on_answered(ev.sdp)
+            self._on_answered(ev.sdp, ev.response)
         elif isinstance(ev, Failed):
             self.status = ev.status
             if 300 <= ev.status < 400 and ev.status not in (305, 380) and ev.response:
@@ -422,13 +430,15 @@ class Leg:
             if ev.initial and not self.outgoing:
                 self._offer = _parse(ev.sdp)
             elif isinstance(ev.message, Request):
-                self._on_reoffer(ev.sdp)
+                self._on_reoffer(ev.sdp, ev.message)
             # (an offer in a 2xx cannot come: our INVITEs always carry one)
         elif isinstance(ev, OfferRequested):
             if not ev.initial:
-                self._offer_requested()
+                self._offer_requested(ev.request)
         elif isinstance(ev, AnswerReceived):
-            self._on_answer(ev.sdp)
+            self._on_answer(ev.sdp, ev.message)
+        elif isinstance(ev, ReinviteFailed):
+            self._our_offer = None           # our offer was refused; the session goes on
         elif isinstance(ev, AckTimeout):
             self._hangup_now()
         elif isinstance(ev, ByeReceived):
@@ -457,7 +467,7 @@ class Leg:
         if self._on_ringing is not None:
             self._on_ringing(self, early)
 
-    def _on_answered(self, sdp: bytes | None) -> None:
+    def _on_answered(self, sdp: bytes | None, response: Any = None) -> None:
         if self._our_offer is not None:
             desc = _parse(sdp) if sdp else self._early_media
             if desc is not None:
@@ -473,10 +483,76 @@ class Leg:
         self.state = "answered"
         if not self._answered.done():
             self._answered.set_result(None)
+        policy = self._pbx.session_timer
+        if policy is not None and response is not None:
+            try:
+                self._set_timer(st.from_2xx(response, policy, self._now()))
+            except Exception:                  # a peer's bad Session-Expires: no timer
+                log.info("%r: unusable Session-Expires in the 2xx", self)
         if self._call is not None:
             self._call._publish(CallAnswered, leg_id=self._leg_key)
 
-    def _on_reoffer(self, sdp: bytes) -> None:
+    # Session timers (RFC 4028) ---------------------------------------------------------------
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _set_timer(self, timer: st.SessionTimer | None) -> None:
+        self._timer = timer
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        if self._timer_handle is not None:
+            self._timer_handle.cancel()
+            self._timer_handle = None
+        timer = self._timer
+        if timer is None or self.state != "answered":
+            return
+        deadline = timer.expires_at if self._refreshing else timer.next_deadline
+        loop = asyncio.get_running_loop()
+        self._timer_handle = loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer_handle = None
+        timer = self._timer
+        if timer is None or self.state != "answered":
+            return
+        due = timer.due(self._now())
+        if due == "bye":
+            log.info("%r: session timer expired, hanging up", self)
+            self.hangup_reason = "session expired"
+            if self._call is self:
+                self.call.end_reason(Reason.NORMAL, cause="session timer expired")
+            self._hangup_now()
+            return
+        if due == "refresh" and not self._refreshing:
+            self._refreshing = True
+            self._send_reoffer(refresh=True)
+        self._arm_timer()
+
+    def _refreshed(self, timer: st.SessionTimer | None) -> None:
+        """A session refresh succeeded (ours answered, or the peer's accepted)."""
+        self._refreshing = False
+        if timer is not None:
+            self._set_timer(timer)
+        elif self._timer is not None:
+            self._set_timer(self._timer.refreshed(self._now()))
+
+    def _answer_headers(self, request: Request) -> list[tuple[str, str]]:
+        """Session-Expires for our 2xx to ``request`` (an INVITE, re-INVITE or UPDATE); the
+        timer starts (again) with it."""
+        policy = self._pbx.session_timer
+        if policy is None:
+            return []
+        try:
+            timer = st.from_request(request, policy, self._now())
+        except Exception:
+            return []
+        if timer is None:
+            return []
+        self._refreshed(timer)
+        return st.answer_headers(timer)
+
+    def _on_reoffer(self, sdp: bytes, request: Request) -> None:
         """A re-INVITE with an offer (hold, resume, codec or address change)."""
         offer = _parse(sdp)
         if offer is None or self._stream is None:
@@ -491,14 +567,15 @@ class Leg:
             return
         self._local_sdp = desc
         body = bytes(desc)
-        self._handle.act(lambda s, now: s.accept(body, now))
+        headers = self._answer_headers(request)
+        self._handle.act(lambda s, now: s.accept(body, now, headers=headers))
         self._apply_media(media)
         if media.remote_hold != was_held:
             self._pbx._remote_hold_changed(self, media.remote_hold)
         elif self._peer is not None:
             self._pbx._reconnect(self)
 
-    def _offer_requested(self) -> None:
+    def _offer_requested(self, request: Request) -> None:
         """A re-INVITE without an offer: ours goes in the 2xx, the answer comes in the ACK."""
         if self._stream is None:
             self._handle.act(lambda s, now: s.reject(488, now))
@@ -507,10 +584,18 @@ class Leg:
                             previous=self._local_sdp)
         self._our_offer = offer
         body = bytes(offer)
-        self._handle.act(lambda s, now: s.accept(body, now))
+        headers = self._answer_headers(request)
+        self._handle.act(lambda s, now: s.accept(body, now, headers=headers))
 
-    def _on_answer(self, sdp: bytes | None) -> None:
+    def _on_answer(self, sdp: bytes | None, message: Any = None) -> None:
         offer, self._our_offer = self._our_offer, None
+        if self._refreshing:
+            policy = self._pbx.session_timer
+            timer = None
+            if policy is not None and isinstance(message, Response):
+                with contextlib.suppress(Exception):
+                    timer = st.from_2xx(message, policy, self._now())
+            self._refreshed(timer)
         desc = _parse(sdp) if sdp else None
         if offer is None or desc is None:
             return
@@ -525,13 +610,22 @@ class Leg:
 
     async def _reoffer(self) -> None:
         """Send a re-INVITE with our current direction."""
+        self._send_reoffer()
+
+    def _send_reoffer(self, *, refresh: bool = False) -> None:
+        """A re-INVITE with our current media (a session refresh when nothing changed); it
+        carries the session timer, so any re-INVITE refreshes the session."""
         if self._stream is None or self.state != "answered":
             return
         offer = build_offer(self._local_media(), session_id=self._pbx.session_id,
                             previous=self._local_sdp)
         self._our_offer = offer
         body = bytes(offer)
-        self._handle.act(lambda s, now: s.reinvite(body, now))
+        policy = self._pbx.session_timer
+        headers = st.offer_headers(policy, self._timer) if policy is not None else []
+        if self._timer is not None:
+            self._refreshing = True
+        self._handle.act(lambda s, now: s.reinvite(body, now, headers=headers))
 
     def _on_dialog_request(self, ev: DialogRequest) -> None:
         req = ev.request
@@ -547,11 +641,43 @@ class Leg:
         elif method in ("NOTIFY", "OPTIONS"):
             self._handle.act(lambda s, now: s.respond(key, 200, now))
         elif method == "UPDATE":
-            # Session refresh without a body is fine; offers in UPDATE (RFC 3311) are not taken.
-            status = 200 if not req.body else 488
-            self._handle.act(lambda s, now: s.respond(key, status, now))
+            self._on_update(ev)
         else:
             self._handle.act(lambda s, now: s.respond(key, 501, now))
+
+    def _on_update(self, ev: DialogRequest) -> None:
+        """UPDATE (RFC 3311): a session refresh, or a new offer in the confirmed dialog (hold,
+        resume, codec change), answered in its 200 and carried across like a re-INVITE's."""
+        req, key = ev.request, ev.key
+        if not req.body:
+            headers = self._answer_headers(req)
+            self._handle.act(lambda s, now: s.respond(key, 200, now, headers=headers))
+            return
+        offer = _parse(req.body)
+        if self._our_offer is not None:      # our own offer is outstanding (RFC 3311 §5.2)
+            self._handle.act(lambda s, now: s.respond(key, 491, now))
+            return
+        if offer is None or self._stream is None or self.state != "answered":
+            self._handle.act(lambda s, now: s.respond(key, 488, now))
+            return
+        was_held = self._remote_hold
+        desc, agreed = answer(offer, self._local_media(), session_id=self._pbx.session_id,
+                              previous=self._local_sdp)
+        media = next((m for m in agreed if m is not None), None)
+        if media is None:
+            self._handle.act(lambda s, now: s.respond(key, 488, now))
+            return
+        self._local_sdp = desc
+        body = bytes(desc)
+        headers = self._answer_headers(req)
+        self._handle.act(lambda s, now: s.respond(key, 200, now, body=body,
+                                                  content_type="application/sdp",
+                                                  headers=headers))
+        self._apply_media(media)
+        if media.remote_hold != was_held:
+            self._pbx._remote_hold_changed(self, media.remote_hold)
+        elif self._peer is not None:
+            self._pbx._reconnect(self)
 
     def _on_digit(self, digit: str) -> None:
         self._digits.put_nowait(digit)
@@ -656,8 +782,10 @@ class Call(Leg):
             self.end_reason(Reason.FAILED, status=488, cause="no usable media offer")
             self._handle.act(lambda s, now: s.reject(488, now))
             raise CallHungUp(HangupSide.SYSTEM, "no usable media offer")
-        self._handle.act(lambda s, now: s.accept(body, now))
+        headers = self._answer_headers(self._handle.session.invite)
+        self._handle.act(lambda s, now: s.accept(body, now, headers=headers))
         self.state = "answered"
+        self._arm_timer()
         if not self._answered.done():
             self._answered.set_result(None)
         self._publish(CallAnswered, leg_id="")

@@ -41,7 +41,7 @@ import numpy as np
 from pbx.call import App, Call, Leg, Middleware
 from pbx.cdr import CdrStore, CdrWriter
 from pbx.config import Config, load_config, parse_config
-from pbx.errors import CallHungUp, DialFailed
+from pbx.errors import CallHungUp, DialFailed, ParseError
 from pbx.events import (
     CallBridged,
     CallEnded,
@@ -60,6 +60,7 @@ from pbx.metrics import CallMetrics, Registry
 from pbx.region import region_of
 from pbx.server import SipServer, _tune_gc
 from pbx.sip import b2bua
+from pbx.sip import session_timer as st
 from pbx.sip.address import Address
 from pbx.sip.endpoint import Endpoint
 from pbx.sip.location import Binding
@@ -134,7 +135,8 @@ class Pbx:
                  engine: EngineConfig | None = None, codecs: Sequence[Codec] = DEFAULT_CODECS,
                  tts: TtsProvider | None = None, sounds: str | os.PathLike[str] | None = None,
                  clock: Callable[[], datetime] | None = None, tone_region: str = "cn",
-                 voice: str = "en", app_grace: float = 60.0, moh: str | None = None) -> None:
+                 voice: str = "en", app_grace: float = 60.0, moh: str | None = None,
+                 session_expires: int = 1800) -> None:
         if config is None:
             config = parse_config(_MINIMAL, Path.cwd() / "pbx.toml")
         elif not isinstance(config, Config):
@@ -148,6 +150,9 @@ class Pbx:
         self.voice = voice
         self.app_grace = app_grace
         self.moh = moh
+        # RFC 4028 for every call leg (0: off): dead calls end within ``session_expires``.
+        self.session_timer = (st.SessionTimerPolicy(expires=session_expires)
+                              if session_expires else None)
         self._tts = tts
         host = config.sip.listen[0].host if config.sip.listen else "127.0.0.1"
         if host in ("0.0.0.0", "::"):
@@ -367,6 +372,18 @@ class Pbx:
             return False
         endpoint = self.endpoint
         handle = endpoint.incoming(key, req, source)
+        if self.session_timer is not None:
+            try:
+                min_se = st.check_request(req, self.session_timer)
+            except ParseError:
+                handle.act(lambda s, now: s.start(now))
+                handle.act(lambda s, now: s.reject(400, now, reason="Bad Session-Expires"))
+                return True
+            if min_se is not None:       # the caller's interval is below ours (RFC 4028 §8.1)
+                handle.act(lambda s, now: s.start(now))
+                handle.act(lambda s, now: s.reject(422, now,
+                                                   headers=[("Min-SE", str(min_se))]))
+                return True
         from_uri = req.from_.uri
         caller = (from_uri.user or "") if isinstance(from_uri, SipUri) else str(from_uri)
         uri = req.uri
@@ -513,7 +530,7 @@ class Pbx:
                 else SipUri(self.server._domain_host, target)
             handle = self.endpoint.outgoing(
                 target=uri, from_=b2bua.from_address(number, domain, display=display),
-                to=Address(to_uri), body=bytes(offer), peer=peer)
+                to=Address(to_uri), body=bytes(offer), peer=peer, headers=self._timer_headers())
             leg = Leg(self, handle, leg_id=call._next_leg_id(), party=target, outgoing=True,
                       call=call)
             leg._our_offer = offer
@@ -527,6 +544,9 @@ class Pbx:
             handle.act(lambda s, now: s.start(now))
             legs.append(leg)
         return legs
+
+    def _timer_headers(self) -> list[tuple[str, str]]:
+        return st.offer_headers(self.session_timer) if self.session_timer is not None else []
 
     def _leg_ended(self, leg: Leg, was: str) -> None:
         stream = leg._stream
@@ -722,7 +742,7 @@ class Pbx:
         to_uri = uri if to.startswith(("sip:", "sips:")) else SipUri(self.server._domain_host, to)
         handle = self.endpoint.outgoing(
             target=uri, from_=b2bua.from_address(caller_id, self.config.sip.domain),
-            to=Address(to_uri), body=bytes(offer), peer=peer)
+            to=Address(to_uri), body=bytes(offer), peer=peer, headers=self._timer_headers())
         call = Call(self, handle, call_id=self._new_id(), caller=caller_id, callee=to,
                     dialed=to, tenant=tenant, region=region_of(caller_id), data=data,
                     outgoing=True)

@@ -8,6 +8,7 @@ exchange (SIPp's scenario succeeds: it asserts every message it expects) and the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from pbx.apps.schedule import Schedule
 from pbx.call import Call
 from pbx.cdr import CallRecord
 from pbx.config import parse_config
+from pbx.media.engine import EngineConfig
 from pbx.pbx import Pbx
 from pbx.sip.refer import Replaces, parse_sipfrag, refer_to_value
 from pbx.sip.uri import parse_uri
@@ -305,5 +307,70 @@ def test_attended_transfer_with_replaces(tmp_path: Path, ports: PortAllocator,
         assert [leg.party for leg in record.legs[1:]] == [f"sip:b@127.0.0.1:{b_port}",
                                                           f"sip:c@127.0.0.1:{c_port}"]
         assert records["201"].disposition == "answered"
+
+    asyncio.run(main())
+
+
+def test_session_timers_refresh_and_end_dead_calls(tmp_path: Path, ports: PortAllocator,
+                                                   run_sipp: Runner) -> None:
+    """RFC 4028 on both legs. B leaves the refresh to the PBX: the PBX re-INVITEs it at half
+    the interval. A takes the refresh on itself and never refreshes: the PBX hangs up before
+    the session expires. Time is moved forward by shifting each leg's timer start, so the
+    test does not wait the 45 and 60 seconds."""
+    b_port = ports.port()
+
+    async def body(pbx: Pbx, port: int) -> None:
+        b = run_sipp("b", scenario=SCENARIOS / "b2b_uas_timer.xml", local_port=b_port,
+                     calls=1, timeout=20)
+        a = run_sipp("a", scenario=SCENARIOS / "b2b_uac_timer.xml", remote=f"127.0.0.1:{port}",
+                     service="200", calls=1, timeout=20)
+        for _ in range(200):
+            call = next(iter(pbx.calls.values()), None)
+            if call is not None and call.bridged_with is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert call is not None and call.bridged_with is not None
+        leg = call.bridged_with
+        assert leg._timer is not None and call._timer is not None
+        assert (leg._timer.refresher, leg._timer.interval) == ("local", 90)
+        assert (call._timer.refresher, call._timer.interval) == ("remote", 90)
+        started = leg._timer.started
+        leg._timer = dataclasses.replace(leg._timer, started=started - 50)
+        leg._arm_timer()
+        for _ in range(200):
+            if not leg._refreshing and leg._timer.started > started - 50:
+                break
+            await asyncio.sleep(0.02)
+        assert leg._timer.started > started - 50, "the refresh re-INVITE was not answered"
+        call._timer = dataclasses.replace(call._timer, started=call._timer.started - 80)
+        call._arm_timer()
+        await _wait(a, b)
+        [record] = await _records(pbx)
+        assert record.hangup_side == "system" and record.hangup_cause == "session timer expired"
+
+    _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}"))
+
+
+def test_a_call_without_rtp_is_ended(tmp_path: Path, ports: PortAllocator,
+                                     run_sipp: Runner) -> None:
+    """SIPp's caller and callee send no RTP: after the engine's RTP timeout (1 s here) the
+    PBX hangs both up (BYE to each) and the record says why."""
+    b_port = ports.port()
+
+    async def main() -> None:
+        port, rtp = ports.port(), ports.block(20)
+        pbx = Pbx(_config(tmp_path, port),
+                  engine=EngineConfig(port_min=rtp, port_max=rtp + 19, rtp_timeout=1.0))
+        pbx.route("200", _direct(f"sip:b@127.0.0.1:{b_port}"), name="direct")
+        async with pbx:
+            b = run_sipp("b", scenario=SCENARIOS / "b2b_uas_answer.xml", local_port=b_port,
+                         calls=1, timeout=20)
+            a = run_sipp("a", scenario=SCENARIOS / "b2b_uac_consult.xml",
+                         remote=f"127.0.0.1:{port}", service="200", calls=1, timeout=20)
+            await _wait(a, b)
+            [record] = await _records(pbx)
+        assert record.disposition == "answered" and record.hangup_side == "system", record
+        assert record.hangup_cause == "RTP timeout"
+        assert record.duration is not None and 0.9 < record.duration < 5
 
     asyncio.run(main())
