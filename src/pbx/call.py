@@ -285,7 +285,8 @@ class Leg:
         self._start_moh()
 
     async def unhold(self) -> None:
-        """Take this party off hold (re-INVITE sendrecv) and reconnect its bridge, if any."""
+        """Take this party off hold (re-INVITE sendrecv) and reconnect its bridge, if any.
+        Example: ``await leg.unhold()``."""
         self._check_alive()
         if self._direction == "sendrecv":
             return
@@ -296,21 +297,25 @@ class Leg:
 
     async def hangup(self) -> None:
         """End this leg: BYE when answered, CANCEL while an outgoing leg rings, 480 for an
-        incoming call not answered yet. Returns at once; idempotent."""
+        incoming call not answered yet. Returns at once; idempotent. Example:
+        ``await call.hangup()`` (the app returning does the same for the whole call)."""
         if self.state == "ended":
             return
         self._hangup_now()
 
     async def wait_answered(self) -> None:
-        """Return when this leg is answered; ``CallHungUp`` if it ends first."""
+        """Return when this leg is answered; ``CallHungUp`` if it ends first. Example:
+        ``call = await pbx.originate("1001"); await call.wait_answered()``."""
         await asyncio.shield(self._answered)
 
     async def wait_hangup(self) -> None:
-        """Return when this party hangs up (or the leg ends otherwise)."""
+        """Return when this party hangs up (or the leg ends otherwise). Example: an app that
+        only records, ``async with call.record(path): await call.wait_hangup()``."""
         await asyncio.shield(self._ended)
 
     async def send_dtmf(self, digits: str) -> None:
-        """Send DTMF to this party (RFC 4733 when negotiated, else tones) and wait for it."""
+        """Send DTMF to this party (RFC 4733 when negotiated, else tones) and wait for it.
+        Example: ``await leg.send_dtmf("1234#")`` (an extension code on a shared number)."""
         stream = await self._media_ready()
         await self._until(asyncio.ensure_future(_await(stream.send_dtmf(digits))))
 
@@ -743,27 +748,32 @@ class Call(Leg):
 
     # The clock rules and apps read --------------------------------------------------------
     def now(self) -> datetime:
-        """The wall clock as an aware UTC datetime (``Pbx.clock``, replaceable in tests)."""
+        """The wall clock as an aware UTC datetime (``Pbx.clock``, replaceable in tests).
+        Example: ``if call.now().astimezone(shanghai).hour >= 18: ...``."""
         return self._pbx.clock()
 
     # Decisions, data, end reason ------------------------------------------------------------
     def decide(self, rule: str, branch: str = "") -> None:
-        """Record a routing decision (``rule``, ``branch``) on the call and its record."""
+        """Record a routing decision (``rule``, ``branch``) on the call and its record.
+        Example: ``call.decide("menu", digit)`` puts ``"menu:2"`` in the record's path."""
         self.path.append(f"{rule}:{branch}" if branch else rule)
         self._publish(RuleMatched, rule=rule, branch=branch)
 
     def set_data(self, **values: Any) -> None:
-        """Add call-associated data (JSON-serialisable); it reaches the record and webhooks."""
+        """Add call-associated data (JSON-serialisable); it reaches the record and webhooks.
+        Example: ``call.set_data(order=42, vip=True)``; read it back from ``call.data``."""
         self.data.update(values)
         self._publish(CallDataSet, data=dict(values))
 
     def end_reason(self, reason: str, *, status: int | None = None, cause: str = "") -> None:
-        """What the call's end will say (``pbx.events.Reason``), e.g. before ``reject()``."""
+        """What the call's end will say (``pbx.events.Reason``), e.g. before ``reject()``.
+        Example: ``call.end_reason(Reason.REJECTED_BY_RULE, status=403, cause="blacklist")``."""
         self._end = {"reason": reason, "status": status, "cause": cause}
 
     # Answering ---------------------------------------------------------------------------
     async def ringing(self) -> None:
-        """Send 180 Ringing to the caller."""
+        """Send 180 Ringing to the caller (before a slow lookup, say). Example:
+        ``await call.ringing()``."""
         self._check_alive()
         if not self.outgoing and self.state == "new":
             self._handle.act(lambda s, now: s.provisional(180, now))
@@ -965,6 +975,11 @@ class Call(Leg):
         Returns when ``leg`` ends (the caller is still there: an app may go on, e.g. a survey);
         raises ``CallHungUp`` when the caller hangs up (``leg`` is hung up too). A transfer
         (REFER from the other party, or ``transfer()``) swaps the leg and the bridge goes on.
+        Example::
+
+            agent = await call.dial("1001")
+            await call.bridge(agent)
+            await call.say("Please rate the call from 1 to 5")   # the agent hung up first
         """
         self._check_alive()
         if leg.state != "answered":
@@ -998,7 +1013,11 @@ class Call(Leg):
         """Connect the caller to ``target`` instead of the party it is bridged with (blind:
         a number or URI is dialed; attended: an answered ``Leg`` from ``dial()``). The old
         party is hung up once the new one answers. Raises ``DialFailed`` if it does not (the
-        old party stays connected)."""
+        old party stays connected). Example: ``await call.transfer("1003")``, or attended::
+
+            consult = await call.dial("1003")      # the caller hears music meanwhile
+            await call.transfer(consult)
+        """
         self._check_alive()
         new = target if isinstance(target, Leg) else await self.dial(target)
         old = self._peer

@@ -199,7 +199,12 @@ class Pbx:
         return register(app) if app is not None else register
 
     def app(self, name: str) -> Callable[[App], App]:
-        """Register an app under ``name`` for the config (``[[numbers]] app = "name"``)."""
+        """Register an app under ``name`` for the config (``[[numbers]] app = "name"``) and
+        the admin API's originate. Example::
+
+            @pbx.app("survey")
+            async def survey(call): ...
+        """
         def register(fn: App) -> App:
             self._apps[name] = fn
             return fn
@@ -228,7 +233,14 @@ class Pbx:
                        tenant=n.tenant, data=n.data)
 
     def use(self, middleware: Middleware) -> Middleware:
-        """Add middleware run for every routed call, before the route's own rules."""
+        """Add middleware run for every routed call, before the route's own rules. Example::
+
+            @pbx.use
+            async def tag_vips(call, next_app):
+                if call.caller in VIPS:
+                    call.set_data(vip=True)
+                await next_app(call)
+        """
         self._middlewares.append(middleware)
         return middleware
 
