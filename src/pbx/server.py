@@ -393,6 +393,12 @@ class SipServer:
             if (method == "INVITE" and req.to.tag is None and self.take_call is not None
                     and self._offer_call(key, req, source)):
                 return
+            if (req.to.tag is not None and req.uri.user == "pbx" and self._is_own_uri(req.uri)
+                    and not req.headers.values("Route")):
+                # Addressed to the B2BUA's Contact, in a dialog it does not have (§12.2.2).
+                if method != "ACK":
+                    self._reply(key, req, 481)
+                return
         if method == "CANCEL":
             self._on_cancel(key, req)
             return

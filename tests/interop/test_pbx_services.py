@@ -176,3 +176,29 @@ def test_a_crashing_app_ends_only_its_own_call(tmp_path: Path, ports: PortAlloca
         assert records["200"].hangup_side == "caller"
 
     asyncio.run(main())
+
+
+def test_requests_in_unknown_dialogs_get_481(tmp_path: Path, ports: PortAllocator) -> None:
+    import socket
+
+    async def main() -> None:
+        port = ports.port()
+        async with Pbx(_config(tmp_path, port)):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                me = sock.getsockname()[1]
+                sock.settimeout(5)
+                for method in ("BYE", "INFO", "INVITE"):
+                    msg = (f"{method} sip:pbx@127.0.0.1:{port} SIP/2.0\r\n"
+                           f"Via: SIP/2.0/UDP 127.0.0.1:{me};branch=z9hG4bK{method}x1\r\n"
+                           f"From: <sip:x@127.0.0.1>;tag=a1\r\nTo: <sip:pbx@127.0.0.1>;tag=b2\r\n"
+                           f"Call-ID: nosuchdialog\r\nCSeq: 5 {method}\r\nMax-Forwards: 70\r\n"
+                           f"Content-Length: 0\r\n\r\n").encode()
+                    sock.sendto(msg, ("127.0.0.1", port))
+                    while True:
+                        reply = await asyncio.to_thread(sock.recv, 65535)
+                        if not reply.startswith(b"SIP/2.0 100"):
+                            break
+                    assert reply.startswith(b"SIP/2.0 481"), (method, reply[:80])
+
+    asyncio.run(main())
