@@ -374,3 +374,38 @@ def test_a_call_without_rtp_is_ended(tmp_path: Path, ports: PortAllocator,
         assert record.duration is not None and 0.9 < record.duration < 5
 
     asyncio.run(main())
+
+
+def test_transfer_from_the_api(tmp_path: Path, ports: PortAllocator, run_sipp: Runner) -> None:
+    """An app bridges A with B, then (in a task of the call's task group) transfers A to C:
+    first attended (C dialed while A still talks to B, then swapped in), which hangs up B."""
+    b_port, c_port = ports.port(), ports.port()
+
+    async def app(call: Call) -> None:
+        leg = await call.dial(f"sip:b@127.0.0.1:{b_port}", timeout=10)
+
+        async def later() -> None:
+            await asyncio.sleep(0.5)
+            consult = await call.dial(f"sip:c@127.0.0.1:{c_port}", timeout=10)
+            await call.transfer(consult)
+
+        assert call.tasks is not None
+        call.tasks.create_task(later())
+        await call.bridge(leg)
+
+    async def body(pbx: Pbx, port: int) -> None:
+        b = run_sipp("b", scenario=SCENARIOS / "b2b_uas_answer.xml", local_port=b_port,
+                     calls=1, timeout=20)
+        c = run_sipp("c", scenario=SCENARIOS / "b2b_uas_answer.xml", local_port=c_port,
+                     calls=1, timeout=20)
+        a = run_sipp("a", scenario="uac", remote=f"127.0.0.1:{port}", service="200", calls=1,
+                     timeout=20, extra=["-d", "2500"])
+        await _wait(a, b, c)
+        [record] = await _records(pbx)
+        assert record.disposition == "answered" and record.hangup_side == "caller", record
+        assert f"transfer:sip:c@127.0.0.1:{c_port}" in record.path
+        assert record.callee == f"sip:c@127.0.0.1:{c_port}"
+        assert record.legs[1].end_time is not None and record.legs[2].answer_time is not None
+        assert record.legs[1].end_time < record.end_time  # type: ignore[operator]
+
+    _run(tmp_path, ports, body, app)
