@@ -45,6 +45,7 @@ bench: setup debs
 	$(PY) benchmarks/media_jitter.py
 	$(PY) benchmarks/media_mixer.py
 	$(PY) benchmarks/media_pesq.py
+	$(PY) benchmarks/b2bua_load.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info src/pbx/_dsp*.so

@@ -496,3 +496,29 @@ def test_csv_round_trip_through_the_cli(tmp_path: Path) -> None:
                            "--format", "csv"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     assert len(list(csv.DictReader(io.StringIO(proc.stdout)))) == 5
+
+
+def test_deferred_writer_writes_the_start_at_once_and_the_rest_on_flush(tmp_path: Path) -> None:
+    from pbx.cdr import CdrStore, CdrWriter
+    from pbx.events import CallAnswered, CallEnded, CallStarted, LegEnded
+
+    store = CdrStore(tmp_path / "cdr.sqlite3")
+    writer = CdrWriter(store, deferred=True)
+    writer(CallStarted(call_id="d1", at=100.0, caller="1001", callee="200"))
+    assert store.get("d1") is not None                       # a crash now still leaves it
+    writer(CallAnswered(call_id="d1", at=101.0))
+    writer(CallEnded(call_id="d1", at=110.0, side="caller"))
+    stored = store.get("d1")
+    assert stored is not None and stored.disposition == "in progress"
+    writer(LegEnded(call_id="d1", at=111.0, leg_id="x"))      # after the end: ignored
+    assert writer.flush() == 1 and writer.flush() == 0
+    stored = store.get("d1")
+    assert stored is not None and stored.disposition == "answered"
+    assert stored.answer_time == 101.0 and stored.end_time == 110.0
+    assert [leg.leg_id for leg in stored.legs] == ["a"]
+    writer(CallStarted(call_id="d2", at=200.0, caller="1001", callee="200"))
+    writer(CallAnswered(call_id="d2", at=201.0))
+    writer.close(205.0)                                      # flushes, then closes d2
+    stored = store.get("d2")
+    assert stored is not None and stored.disposition == "interrupted"
+    assert stored.answer_time == 201.0
