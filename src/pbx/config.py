@@ -108,6 +108,20 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaConfig:
+    """The ``[media]`` table: the RTP port range (each call leg takes two even/odd pairs'
+    worth: RTP and RTCP), the address RTP binds (default: the first SIP listener's), seconds
+    without RTP before a call leg is hung up (0: never), and the RFC 4028 session interval
+    offered and accepted (0: no session timers; else at least 90)."""
+
+    port_min: int = 20000
+    port_max: int = 30000
+    bind: str | None = None
+    rtp_timeout: float = 30.0
+    session_expires: int = 1800
+
+
+@dataclass(frozen=True, slots=True)
 class AdminConfig:
     """The ``[admin]`` table: where the admin HTTP API listens and who may use it.
 
@@ -200,6 +214,7 @@ class Config:
     webhooks: tuple[WebhookConfig, ...] = ()
     numbers: tuple[NumberConfig, ...] = ()
     rules: tuple[RuleConfig, ...] = ()
+    media: MediaConfig = field(default_factory=MediaConfig)
 
 
 def load_config(path: str | Path) -> Config:
@@ -469,7 +484,8 @@ _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a b
                list: "an array", dict: "a table"}
 
 _TOP_KEYS = ("sip", "store", "users", "routes", "log", "cdr", "admin", "webhooks", "numbers",
-             "rules")
+             "rules", "media")
+_MEDIA_KEYS = ("port_min", "port_max", "bind", "rtp_timeout", "session_expires")
 _SIP_KEYS = ("listen", "domain", "realm", "tls_cert", "tls_key", "t1", "t2", "t4", "nonce_ttl",
              "min_expires", "max_expires", "default_expires", "server_header",
              "max_message_size", "trusted", "auth_algorithms", "max_contacts", "rate_limit")
@@ -608,7 +624,36 @@ class _Builder:
         return Config(path=self.path, sip=sip, store_path=self.base / store_path, users=users,
                       routes=routes, log_level=level.lower(), log_format=fmt.lower(),
                       cdr_path=cdr_path, admin=admin, webhooks=webhooks, numbers=numbers,
-                      rules=rules)
+                      rules=rules, media=self._media(self._table(doc, "media"), sip))
+
+    def _media(self, media: dict[str, Any], sip: SipConfig) -> MediaConfig:
+        at: KeyPath = ("media",)
+        self._check_keys(media, _MEDIA_KEYS, at)
+        lo = self._int(media, "port_min", at, 20000, 1024, 65534)
+        hi = self._int(media, "port_max", at, 30000, 1025, 65535)
+        if hi - lo < 3:
+            raise self.fail(f"must be at least port_min + 3 ({lo + 3}), got {hi}",
+                            (*at, "port_max"))
+        bind: str | None = self._get(media, "bind", str, at)
+        if bind is not None:
+            try:
+                addr = ipaddress.ip_address(bind)
+            except ValueError:
+                raise self.fail(f"not an IP address: {bind!r}", (*at, "bind")) from None
+            if addr.is_unspecified or addr.is_multicast:
+                raise self.fail("must be a unicast address the phones can reach",
+                                (*at, "bind"))
+        timeout: float = self._get(media, "rtp_timeout", float, at, 30.0)
+        if not 0 <= timeout <= 3600:
+            raise self.fail(f"must be 0 (off) to 3600 seconds, got {timeout}",
+                            (*at, "rtp_timeout"))
+        expires = self._int(media, "session_expires", at, 1800, 0, 86400)
+        if 0 < expires < 90:
+            raise self.fail("must be 0 (off) or at least 90 seconds (RFC 4028 Min-SE)",
+                            (*at, "session_expires"))
+        del sip
+        return MediaConfig(port_min=lo, port_max=hi, bind=bind, rtp_timeout=float(timeout),
+                           session_expires=expires)
 
     def _cdr(self, cdr: dict[str, Any], store_path: Path) -> Path:
         """``[cdr] path``: relative to the config; by default cdr.sqlite3 beside the store.

@@ -136,7 +136,7 @@ class Pbx:
                  tts: TtsProvider | None = None, sounds: str | os.PathLike[str] | None = None,
                  clock: Callable[[], datetime] | None = None, tone_region: str = "cn",
                  voice: str = "en", app_grace: float = 60.0, moh: str | None = None,
-                 session_expires: int = 1800) -> None:
+                 session_expires: int | None = None) -> None:
         if config is None:
             config = parse_config(_MINIMAL, Path.cwd() / "pbx.toml")
         elif not isinstance(config, Config):
@@ -151,13 +151,18 @@ class Pbx:
         self.app_grace = app_grace
         self.moh = moh
         # RFC 4028 for every call leg (0: off): dead calls end within ``session_expires``.
+        media = config.media
+        if session_expires is None:
+            session_expires = media.session_expires
         self.session_timer = (st.SessionTimerPolicy(expires=session_expires)
                               if session_expires else None)
         self._tts = tts
         host = config.sip.listen[0].host if config.sip.listen else "127.0.0.1"
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1"
-        self.engine_config = engine or EngineConfig(bind_host=host)
+        self.engine_config = engine or EngineConfig(
+            bind_host=media.bind or host, port_min=media.port_min, port_max=media.port_max,
+            rtp_timeout=media.rtp_timeout)
         self.bus = EventBus()
         self.metrics = Registry()
         self.calls: dict[str, Call] = {}

@@ -817,3 +817,26 @@ def test_phone_number_data_loads_only_for_configs_with_rules(tmp_path: Path) -> 
     out = subprocess.run([sys.executable, "-c", code, str(plain), str(DEMO)],
                          capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "True"]      # phonenumbers takes ~0.25 s to import
+
+
+def test_media_table() -> None:
+    base = '[sip]\nlisten = ["udp:127.0.0.1:5060"]\ndomain = "d.test"\n'
+    config = parse_config(base, "m.toml")
+    assert (config.media.port_min, config.media.port_max, config.media.bind,
+            config.media.rtp_timeout, config.media.session_expires) == (20000, 30000, None,
+                                                                        30.0, 1800)
+    config = parse_config(base + "[media]\nport_min = 40000\nport_max = 40099\nbind = "
+                          '"127.0.0.2"\nrtp_timeout = 0\nsession_expires = 0\n', "m.toml")
+    assert (config.media.port_min, config.media.port_max, config.media.bind,
+            config.media.rtp_timeout, config.media.session_expires) == (40000, 40099,
+                                                                        "127.0.0.2", 0.0, 0)
+    for bad, key, line in (("port_max = 20001", "media.port_max", 6),
+                           ('bind = "0.0.0.0"', "media.bind", 6),
+                           ('bind = "pbx.example"', "media.bind", 6),
+                           ("session_expires = 60", "media.session_expires", 6),
+                           ("rtp_timeout = -1", "media.rtp_timeout", 6),
+                           ("jitter = 1", "media.jitter", 6)):
+        with pytest.raises(ConfigError) as info:
+            parse_config(base + "[media]\n" + ("port_min = 20000\n" if "port_max" in bad
+                                               else "\n") + bad + "\n", "m.toml")
+        assert info.value.key == key and info.value.line == line, (bad, info.value)
