@@ -409,3 +409,29 @@ def test_transfer_from_the_api(tmp_path: Path, ports: PortAllocator, run_sipp: R
         assert record.legs[1].end_time < record.end_time  # type: ignore[operator]
 
     _run(tmp_path, ports, body, app)
+
+
+def test_late_offer_from_the_caller(tmp_path: Path, ports: PortAllocator,
+                                    run_sipp: Runner) -> None:
+    """INVITE without SDP: the PBX offers in its 200, the answer comes in the ACK, and the
+    caller's leg is then bridged with the callee's in the engine."""
+    b_port = ports.port()
+
+    async def body(pbx: Pbx, port: int) -> None:
+        b = run_sipp("b", scenario=SCENARIOS / "b2b_uas_answer.xml", local_port=b_port,
+                     calls=1, timeout=20)
+        a = run_sipp("a", scenario=SCENARIOS / "b2b_uac_late_offer.xml",
+                     remote=f"127.0.0.1:{port}", service="200", calls=1, timeout=20)
+        seen: dict[str, Any] = {}
+        for _ in range(100):
+            call = next(iter(pbx.calls.values()), None)
+            if call is not None and call.media is not None and call.stream is not None:
+                seen["relayed"] = call.stream.relayed_with is not None
+                break
+            await asyncio.sleep(0.02)
+        await _wait(a, b)
+        [record] = await _records(pbx)
+        assert record.disposition == "answered" and record.hangup_side == "caller", record
+        assert seen.get("relayed") is True, seen
+
+    _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}"))
