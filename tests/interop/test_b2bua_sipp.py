@@ -435,3 +435,106 @@ def test_late_offer_from_the_caller(tmp_path: Path, ports: PortAllocator,
         assert seen.get("relayed") is True, seen
 
     _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}"))
+
+
+def test_callee_hangs_up_first(tmp_path: Path, ports: PortAllocator, run_sipp: Runner) -> None:
+    b_port = ports.port()
+
+    async def body(pbx: Pbx, port: int) -> None:
+        b = run_sipp("b", scenario=SCENARIOS / "b2b_uas_hangup.xml", local_port=b_port,
+                     calls=1, timeout=20)
+        a = run_sipp("a", scenario=SCENARIOS / "b2b_uac_consult.xml",
+                     remote=f"127.0.0.1:{port}", service="200", calls=1, timeout=20)
+        await _wait(a, b)
+        [record] = await _records(pbx)
+        assert record.disposition == "answered" and record.hangup_side == "callee", record
+        assert record.billable is not None and 1 <= record.billable <= 3
+
+    _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}"))
+
+
+def test_early_media_reaches_the_unanswered_caller(tmp_path: Path, ports: PortAllocator,
+                                                   run_sipp: Runner) -> None:
+    """B sends 183 with SDP: A gets a 183 with the PBX's SDP at once, and the two legs are
+    relayed before anyone answered; then B answers (200 to A) and the app hangs up."""
+    b_port = ports.port()
+    early: dict[str, Any] = {}
+
+    async def app(call: Call) -> None:
+        async def watch() -> None:
+            while call.state != "early":
+                await asyncio.sleep(0.01)
+            early["relayed"] = call.stream is not None and call.stream.relayed_with is not None
+        assert call.tasks is not None
+        call.tasks.create_task(watch())
+        leg = await call.dial(f"sip:b@127.0.0.1:{b_port}", timeout=10)
+        assert call.state == "answered"
+
+        async def later() -> None:
+            await asyncio.sleep(0.5)
+            await call.hangup()
+        call.tasks.create_task(later())
+        await call.bridge(leg)
+
+    async def body(pbx: Pbx, port: int) -> None:
+        b = run_sipp("b", scenario=SCENARIOS / "b2b_uas_early.xml", local_port=b_port,
+                     calls=1, timeout=20)
+        a = run_sipp("a", scenario=SCENARIOS / "b2b_uac_early.xml",
+                     remote=f"127.0.0.1:{port}", service="200", calls=1, timeout=20)
+        await _wait(a, b)
+        [record] = await _records(pbx)
+        assert record.disposition == "answered" and record.hangup_side == "system", record
+        assert early.get("relayed") is True, early
+
+    _run(tmp_path, ports, body, app)
+
+
+def test_hold_and_unhold_from_the_api(tmp_path: Path, ports: PortAllocator,
+                                      run_sipp: Runner) -> None:
+    """leg.hold() re-INVITEs the party with a=sendonly (and plays music on hold to it);
+    leg.unhold() re-INVITEs it with a=sendrecv and the bridge is back."""
+    b_port = ports.port()
+    seen: dict[str, Any] = {}
+
+    async def app(call: Call) -> None:
+        leg = await call.dial(f"sip:b@127.0.0.1:{b_port}", timeout=10)
+
+        async def hold_a_moment() -> None:
+            await asyncio.sleep(0.4)
+            await leg.hold()
+            await asyncio.sleep(0.5)
+            seen["held_relay"] = leg.stream is not None and leg.stream.relayed_with is not None
+            await leg.unhold()
+            await asyncio.sleep(0.3)
+            seen["resumed_relay"] = leg.stream is not None and leg.stream.relayed_with is not None
+        assert call.tasks is not None
+        call.tasks.create_task(hold_a_moment())
+        await call.bridge(leg)
+
+    async def body(pbx: Pbx, port: int) -> None:
+        b = run_sipp("b", scenario=SCENARIOS / "b2b_uas_hold.xml", local_port=b_port,
+                     calls=1, timeout=20)
+        a = run_sipp("a", scenario="uac", remote=f"127.0.0.1:{port}", service="200", calls=1,
+                     timeout=20, extra=["-d", "2000"])
+        await _wait(a, b)
+        assert seen == {"held_relay": False, "resumed_relay": True}, seen
+
+    _run(tmp_path, ports, body, app)
+
+
+def test_hold_and_resume_by_update(tmp_path: Path, ports: PortAllocator,
+                                   run_sipp: Runner) -> None:
+    """RFC 3311: the caller holds and resumes with UPDATE; the PBX answers in the 200 to the
+    UPDATE and carries each change to the callee by re-INVITE."""
+    b_port = ports.port()
+
+    async def body(pbx: Pbx, port: int) -> None:
+        b = run_sipp("b", scenario=SCENARIOS / "b2b_uas_hold.xml", local_port=b_port,
+                     calls=1, timeout=20)
+        a = run_sipp("a", scenario=SCENARIOS / "b2b_uac_update_hold.xml",
+                     remote=f"127.0.0.1:{port}", service="200", calls=1, timeout=20)
+        await _wait(a, b)
+        [record] = await _records(pbx)
+        assert record.disposition == "answered" and record.hangup_side == "caller", record
+
+    _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}"))
