@@ -98,6 +98,11 @@ class SipServer:
         self.bindings: dict[str, list[Binding]] = {}
         self._dirty: set[str] = set()
         self._flush_task: asyncio.Task[None] | None = None
+        self._lag_task: asyncio.Task[None] | None = None
+        # Overload: while the event loop runs this late, new calls get 503 + Retry-After
+        # instead of queueing up (a server that answers everything late serves nobody).
+        self.overloaded = False
+        self.lag = 0.0
         # The B2BUA side (set by pbx.Pbx): sessions the PBX takes part in, and who decides
         # which new INVITEs it takes (True: taken, answered by the callee).
         self.endpoint: Endpoint | None = None
@@ -148,12 +153,15 @@ class SipServer:
             self._own_ports.add(port)
             log.info("listening on %s:%s:%d", spec.transport, format_host(bare), port)
         self._flush_task = asyncio.create_task(self._flush_loop())
+        self._lag_task = asyncio.create_task(self._watch_lag())
 
     async def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
         if self._flush_task is not None:
             self._flush_task.cancel()
+        if self._lag_task is not None:
+            self._lag_task.cancel()
         await self._flush()
         await self.transport.close()
         await self.location.close()
@@ -166,6 +174,26 @@ class SipServer:
                 await self._flush()
             except Exception:  # a store failure must not stop the server
                 log.exception("location store flush failed")
+
+    _LAG_PERIOD = 0.05     # how often the loop's lateness is sampled
+    _LAG_LIMIT = 0.25      # seconds late that count as overload
+    _LAG_HOLD = 1.0        # overload lasts this long after the last late sample
+
+    async def _watch_lag(self) -> None:
+        assert self._loop is not None
+        loop = self._loop
+        until = 0.0
+        while True:
+            start = loop.time()
+            await asyncio.sleep(self._LAG_PERIOD)
+            now = loop.time()
+            self.lag = now - start - self._LAG_PERIOD
+            if self.lag > self._LAG_LIMIT:
+                if not self.overloaded:
+                    log.warning("overloaded (event loop %.0f ms late): refusing new calls "
+                                "with 503", self.lag * 1000)
+                until = now + self._LAG_HOLD
+            self.overloaded = now < until
 
     async def _flush(self) -> None:
         if not self._dirty:
@@ -383,6 +411,10 @@ class SipServer:
             return
         if not self._pop_own_routes(req):
             self._reply(key, req, 400, "Bad Route")
+            return
+        if method == "INVITE" and req.to.tag is None and self.overloaded:
+            self.stats["shed"] = self.stats.get("shed", 0) + 1
+            self._reply(key, req, 503, "Overloaded", headers=[("Retry-After", "1")])
             return
         endpoint = self.endpoint
         if endpoint is not None:

@@ -202,3 +202,42 @@ def test_requests_in_unknown_dialogs_get_481(tmp_path: Path, ports: PortAllocato
                     assert reply.startswith(b"SIP/2.0 481"), (method, reply[:80])
 
     asyncio.run(main())
+
+
+def test_new_calls_are_refused_while_overloaded(tmp_path: Path, ports: PortAllocator,
+                                                run_sipp: Any) -> None:
+    """While the event loop runs late, new INVITEs get 503 with Retry-After at once (calls in
+    progress go on), until a while after the last late sample; the lateness is measured for
+    real by blocking the loop."""
+    import time as _time
+
+    async def never(call: Call) -> None:
+        raise AssertionError("an overloaded PBX must not take new calls")
+
+    async def main() -> None:
+        port = ports.port()
+        pbx = Pbx(_config(tmp_path, port))
+        pbx.route("200", never, name="never")
+        async with pbx:
+            server = pbx.server
+            assert server is not None
+            await asyncio.sleep(0.1)
+            assert not server.overloaded
+            _time.sleep(0.4)                         # the loop is stuck for 400 ms
+            await asyncio.sleep(0.06)
+            assert server.overloaded
+            await asyncio.sleep(server._LAG_HOLD + 0.2)
+            assert not server.overloaded             # normal running again: over
+            server._LAG_HOLD = 15.0                  # long enough for SIPp to start
+            _time.sleep(0.4)
+            await asyncio.sleep(0.06)
+            assert server.overloaded
+            scenario = tmp_path / "uac_503.xml"
+            scenario.write_text((SCENARIOS / "b2b_uac_fail.xml").read_text()
+                                .replace("@EXPECTED@", "503"))
+            caller = run_sipp("a", scenario=scenario, remote=f"127.0.0.1:{port}",
+                              service="200", calls=1, timeout=15)
+            await _check(caller)
+            assert server.stats["shed"] == 1 and not pbx.calls
+
+    asyncio.run(main())
