@@ -538,3 +538,33 @@ def test_hold_and_resume_by_update(tmp_path: Path, ports: PortAllocator,
         assert record.disposition == "answered" and record.hangup_side == "caller", record
 
     _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}"))
+
+
+def test_codec_change_mid_call_switches_the_bridge_to_transcoding(
+        tmp_path: Path, ports: PortAllocator, run_sipp: Runner) -> None:
+    """A re-INVITEs to PCMA while B stays on PCMU: the PBX answers PCMA and bridges the two
+    through the engine's mix (transcoding) instead of the relay; back on PCMU, relay again."""
+    b_port = ports.port()
+
+    async def body(pbx: Pbx, port: int) -> None:
+        b = run_sipp("b", scenario=SCENARIOS / "b2b_uas_answer.xml", local_port=b_port,
+                     calls=1, timeout=20)
+        a = run_sipp("a", scenario=SCENARIOS / "b2b_uac_recodec.xml",
+                     remote=f"127.0.0.1:{port}", service="200", calls=1, timeout=20)
+        modes: list[tuple[str, str]] = []
+        for _ in range(250):
+            call = next(iter(pbx.calls.values()), None)
+            if call is not None and call.media is not None and call.stream is not None \
+                    and call.bridged_with is not None:
+                mode = "relay" if call.stream.relayed_with is not None else (
+                    "mix" if call._conference is not None else "none")
+                state = (call.media.send_codec.name, mode)
+                if not modes or modes[-1] != state:
+                    modes.append(state)
+            elif modes:
+                break
+            await asyncio.sleep(0.01)
+        await _wait(a, b)
+        assert modes == [("PCMU", "relay"), ("PCMA", "mix"), ("PCMU", "relay")], modes
+
+    _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}"))
