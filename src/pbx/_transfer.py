@@ -3,12 +3,13 @@
 The PBX keeps media anchored, so a transfer never leaves it: the party being transferred (the
 caller) stays on its dialog with the PBX and is bridged to the new party inside the engine.
 
-- Blind: ``Refer-To: <sip:1003@pbx>``. The PBX answers 202, reports ``100 Trying`` in a NOTIFY,
+- Blind: ``Refer-To: <sip:1003@pbx>`` (a local user or number, or a URI on a ``[sip] trusted``
+  network; anything else is refused with 403). The PBX answers 202, reports ``100 Trying`` in a NOTIFY,
   dials the target for the caller (who hears ringback), and on answer reports ``200 OK``, swaps
   the bridge and hangs up the transferor. If the target fails the NOTIFY says so and the
   transferor stays connected (it may retrieve the call).
 - Attended: ``Refer-To: <sip:1003@pbx?Replaces=...>`` naming the transferor's consultation
-  call, which also goes through the PBX. The party of that call's other leg is moved into this
+  call, which also goes through the PBX (from the same address as the REFER). The party of that call's other leg is moved into this
   call and bridged with the caller; both of the transferor's dialogs are hung up.
 
 Transfers from the caller's own leg (the call's A leg) are refused with 403: the call's
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pbx.errors import DialFailed, ParseError
 from pbx.events import CallTransferred, LegStarted
 from pbx.sip.invite import DialogRequest
+from pbx.sip.peer import Peer
 from pbx.sip.refer import Refer, notify_headers, parse_refer, sipfrag
 from pbx.sip.uri import SipUri
 
@@ -55,6 +57,21 @@ def _target_text(pbx: Pbx, refer: Refer) -> str:
     return str(uri)
 
 
+def _allowed(pbx: Pbx, refer: Refer) -> bool:
+    """A blind transfer may go to the PBX's own users and numbers, or to a SIP URI whose host
+    is an address in ``[sip] trusted`` (a known trunk or peer); nowhere else."""
+    uri = refer.target.uri
+    server = pbx.server
+    if not isinstance(uri, SipUri) or server is None or refer.target.method != "INVITE":
+        return False
+    if server._is_own_uri(uri):
+        return bool(uri.user)
+    try:
+        return server._trusted(Peer(uri.transport, uri.host_bare, uri.port or 5060))
+    except ValueError:
+        return False
+
+
 def on_refer(pbx: Pbx, leg: Leg, ev: DialogRequest) -> None:
     """A REFER arrived in ``leg``'s dialog."""
     key = ev.key
@@ -71,6 +88,10 @@ def on_refer(pbx: Pbx, leg: Leg, ev: DialogRequest) -> None:
         return
     if refer.target.replaces is not None:
         _attended(pbx, call, leg, refer, key)
+        return
+    if not _allowed(pbx, refer):
+        # A transferor must not make the PBX dial anywhere it likes (toll fraud).
+        leg._handle.act(lambda s, now: s.respond(key, 403, now, reason="Target Not Allowed"))
         return
     leg._handle.act(lambda s, now: s.respond(key, 202, now))
     _notify(leg, refer, 100, final=False)
@@ -110,6 +131,12 @@ def _attended(pbx: Pbx, call: Call, leg: Leg, refer: Refer, key: Any) -> None:
         return
     target = other._peer
     other_call = other._call
+    same_party = (handle is not None and handle.peer is not None and leg._handle.peer is not None
+                  and handle.peer.host == leg._handle.peer.host)
+    if not same_party:
+        # Only the transferor may hand over its own consultation call.
+        leg._handle.act(lambda s, now: s.respond(key, 403, now, reason="Not Your Dialog"))
+        return
     # The consultation must be the transferor's own call into the PBX (its A leg) bridged to
     # the party it consulted; that party moves into this call.
     if target is None or other_call is None or other is not other_call or target is call:

@@ -568,3 +568,23 @@ def test_codec_change_mid_call_switches_the_bridge_to_transcoding(
         assert modes == [("PCMU", "relay"), ("PCMA", "mix"), ("PCMU", "relay")], modes
 
     _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}"))
+
+
+def test_refer_to_an_untrusted_place_is_refused(tmp_path: Path, ports: PortAllocator,
+                                                run_sipp: Runner) -> None:
+    """Toll-fraud guard: a blind transfer to a URI outside the PBX and its trusted networks gets
+    403 and the call goes on with the transferor."""
+    b_port = ports.port()
+
+    async def body(pbx: Pbx, port: int) -> None:
+        b = run_sipp("b", scenario=SCENARIOS / "b2b_uas_refer_denied.xml", local_port=b_port,
+                     calls=1, timeout=20, extra=["-key", "target", "premium@198.51.100.7"])
+        a = run_sipp("a", scenario="uac", remote=f"127.0.0.1:{port}", service="200", calls=1,
+                     timeout=20, extra=["-d", "1500"])
+        await _wait(a, b)
+        [record] = await _records(pbx)
+        assert record.disposition == "answered" and record.hangup_side == "caller", record
+        assert not any(step.startswith("transfer:") for step in record.path)
+        assert len(record.legs) == 2
+
+    _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}"))
