@@ -221,6 +221,7 @@ def test_new_calls_are_refused_while_overloaded(tmp_path: Path, ports: PortAlloc
         async with pbx:
             server = pbx.server
             assert server is not None
+            await asyncio.sleep(0.1)                 # the lag watcher is sampling
             _time.sleep(0.4)                         # the loop is stuck for 400 ms
             await asyncio.sleep(0.06)
             assert server.overloaded
