@@ -49,7 +49,7 @@ from pbx.events import (
 from pbx.media.playback import FrameSource, LoopSource, PcmSource, WavSource
 from pbx.media.tones import ToneSource, ringback
 from pbx.region import Region
-from pbx.sip import b2bua
+from pbx.sip import auth, b2bua
 from pbx.sip import session_timer as st
 from pbx.sip.invite import (
     AckTimeout,
@@ -131,6 +131,9 @@ class Leg:
         self._on_ringing: Callable[[Leg, SessionDescription | None], None] | None = None
         self._early_media: SessionDescription | None = None
         self._redirect: list[Uri] = []                        # a 3xx's Contacts
+        self._auth: tuple[str, str] | None = None             # trunk credentials (401/407)
+        self._auth_tried = False
+        self._invite_headers: list[tuple[str, str]] = []     # extra headers of our INVITE
         self._reported = False                                # its LegEnded is published
         self._recordings = 0                                  # record() blocks running
         self._timer: st.SessionTimer | None = None           # RFC 4028, once answered
@@ -428,6 +431,9 @@ class Leg:
         elif isinstance(ev, Answered):
             self._on_answered(ev.sdp, ev.response)
         elif isinstance(ev, Failed):
+            if ev.status in (401, 407) and ev.response is not None and self._retry_auth(
+                    ev.response):
+                return
             self.status = ev.status
             if 300 <= ev.status < 400 and ev.status not in (305, 380) and ev.response:
                 self._pbx._redirected(self, ev.response)
@@ -454,6 +460,40 @@ class Leg:
             if ev.reason in ("remote-bye", "cancelled", "gone"):
                 self.end_side = self.end_side or "remote"
             self._finish(ev.reason, self.status)
+
+    def _retry_auth(self, response: Response) -> bool:
+        """Answer a trunk's 401/407 once: the same INVITE again (Call-ID, From tag, CSeq + 1)
+        with our credentials; this leg follows the new transaction."""
+        if self._auth is None or self._auth_tried or not self.outgoing:
+            return False
+        self._auth_tried = True
+        proxy = response.status == 407
+        challenges = []
+        for value in response.headers.get_all("Proxy-Authenticate" if proxy
+                                              else "WWW-Authenticate"):
+            with contextlib.suppress(ParseError):
+                challenges.append(auth.parse_challenge(value))
+        client = auth.DigestClient()
+        challenge = client.choose(challenges)
+        if challenge is None:
+            return False
+        old = self._handle
+        invite = old.session.invite
+        username, password = self._auth
+        value = client.authorize(challenge, "INVITE", str(invite.uri), username, password,
+                                 cnonce=os.urandom(8).hex(), nc=1)
+        headers = [(n, v) for n, v in self._invite_headers]
+        headers.append(("Proxy-Authorization" if proxy else "Authorization", value))
+        handle = self._pbx._reinvite_with(old, invite, headers)
+        old.on_event = _ignore
+        old.owner = None
+        self._handle = handle
+        handle.on_event = self._on_sip
+        handle.owner = self
+        # After the transaction layer has ACKed the 401/407 (same batch of events).
+        asyncio.get_running_loop().call_soon(
+            lambda: handle.act(lambda s, now: s.start(now)) if self.state != "ended" else None)
+        return True
 
     def _on_ringing_event(self, status: int, sdp: bytes | None) -> None:
         early = None
@@ -1043,6 +1083,10 @@ class Call(Leg):
         self._leg_serial += 1
         return f"{self.call_id}-b{self._leg_serial}"
 
+
+
+def _ignore(event: object) -> None:
+    return None
 
 
 def _parse(sdp: bytes | None) -> SessionDescription | None:

@@ -100,6 +100,9 @@ class Route:
     pattern: re.Pattern[str]
     to: str
     line: int
+    # Credentials the target (a carrier's trunk) may challenge the PBX's INVITEs for (401/407).
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
     def apply(self, user_part: str) -> str | None:
         """The target URI with ``\\1``/``\\g<name>`` groups expanded, or None if no match."""
@@ -492,7 +495,7 @@ _SIP_KEYS = ("listen", "domain", "realm", "tls_cert", "tls_key", "t1", "t2", "t4
 _STORE_KEYS = ("path",)
 _CDR_KEYS = ("path",)
 _USER_KEYS = ("user", "password", "ha1", "ha1_sha256")
-_ROUTE_KEYS = ("match", "to")
+_ROUTE_KEYS = ("match", "to", "username", "password")
 _LOG_KEYS = ("level", "format")
 _ADMIN_KEYS = ("listen", "token", "tenants")
 _TENANT_KEYS = ("name", "token")
@@ -878,7 +881,17 @@ class _Builder:
                 raise self.fail(f"bad regular expression: {exc}", (*at, "match")) from None
             to: str = self._get(entry, "to", str, at, required=True)
             self._check_target(to, pattern, (*at, "to"))
-            routes.append(Route(pattern, to, lines[i]))
+            username: str | None = self._get(entry, "username", str, at)
+            password: str | None = self._get(entry, "password", str, at)
+            if (username is None) != (password is None):
+                missing = "password" if password is None else "username"
+                raise self.fail(f"{missing} is required with "
+                                f"{'username' if missing == 'password' else 'password'}",
+                                (*at, missing))
+            if username is not None and (not username or any(c in username for c in '"\\\r\n')):
+                raise self.fail("must be a non-empty name without quotes or line breaks",
+                                (*at, "username"))
+            routes.append(Route(pattern, to, lines[i], username, password))
         return tuple(routes)
 
     def _check_target(self, to: str, pattern: re.Pattern[str], key: KeyPath) -> None:

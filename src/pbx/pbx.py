@@ -553,11 +553,15 @@ class Pbx:
                                 session_id=self.session_id)
             to_uri = uri if not isinstance(uri, SipUri) or target.startswith(("sip:", "sips:")) \
                 else SipUri(self.server._domain_host, target)
+            headers = self._timer_headers()
             handle = self.endpoint.outgoing(
                 target=uri, from_=b2bua.from_address(number, domain, display=display),
-                to=Address(to_uri), body=bytes(offer), peer=peer, headers=self._timer_headers())
+                to=Address(to_uri), body=bytes(offer), peer=peer, headers=headers)
             leg = Leg(self, handle, leg_id=call._next_leg_id(), party=target, outgoing=True,
                       call=call)
+            leg._invite_headers = headers
+            if uris is None:
+                leg._auth = self.server.credentials_for(target)
             leg._our_offer = offer
             leg._set_stream(stream)
             self._streams[stream] = leg
@@ -569,6 +573,15 @@ class Pbx:
             handle.act(lambda s, now: s.start(now))
             legs.append(leg)
         return legs
+
+    def _reinvite_with(self, old: Any, invite: Request,
+                       headers: list[tuple[str, str]]) -> Any:
+        """A new INVITE session repeating ``invite`` (same Call-ID, From tag, body; CSeq + 1)
+        with ``headers``, towards the same next hop."""
+        assert self.endpoint is not None
+        return self.endpoint.outgoing(
+            target=invite.uri, from_=invite.from_, to=invite.to, body=invite.body or None,
+            peer=old.peer, headers=headers, call_id=invite.call_id, cseq=invite.cseq.seq + 1)
 
     def _timer_headers(self) -> list[tuple[str, str]]:
         return st.offer_headers(self.session_timer) if self.session_timer is not None else []
@@ -765,12 +778,15 @@ class Pbx:
         offer = build_offer(LocalMedia(address=host, port=port, codecs=self.codecs),
                             session_id=self.session_id)
         to_uri = uri if to.startswith(("sip:", "sips:")) else SipUri(self.server._domain_host, to)
+        headers = self._timer_headers()
         handle = self.endpoint.outgoing(
             target=uri, from_=b2bua.from_address(caller_id, self.config.sip.domain),
-            to=Address(to_uri), body=bytes(offer), peer=peer, headers=self._timer_headers())
+            to=Address(to_uri), body=bytes(offer), peer=peer, headers=headers)
         call = Call(self, handle, call_id=self._new_id(), caller=caller_id, callee=to,
                     dialed=to, tenant=tenant, region=region_of(caller_id), data=data,
                     outgoing=True)
+        call._invite_headers = headers
+        call._auth = self.server.credentials_for(to)
         call._our_offer = offer
         call._set_stream(stream)
         self._streams[stream] = call

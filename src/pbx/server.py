@@ -620,6 +620,20 @@ class SipServer:
             uri = SipUri(self._domain_host, target)
         return self._targets_for(uri)
 
+    def credentials_for(self, target: str) -> tuple[str, str] | None:
+        """The (username, password) of the ``[[routes]]`` entry a call to ``target`` takes,
+        when it has some (a carrier that challenges); None for local users and URIs."""
+        if target.lower().startswith(("sip:", "sips:")):
+            return None
+        if self.users.get_ha1(target, "MD5") or self.users.get_ha1(target, "SHA-256"):
+            return None
+        for route in self.config.routes:
+            if route.apply(target) is not None:
+                if route.username is not None and route.password is not None:
+                    return route.username, route.password
+                return None
+        return None
+
     def _targets_for(self, uri: SipUri) -> tuple[list[tuple[Uri, Peer | None]], int]:
         if not self._is_own_uri(uri):
             return [(uri, self._peer_for(uri))], 0

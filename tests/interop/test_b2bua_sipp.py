@@ -588,3 +588,40 @@ def test_refer_to_an_untrusted_place_is_refused(tmp_path: Path, ports: PortAlloc
         assert len(record.legs) == 2
 
     _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}"))
+
+
+def test_a_trunk_that_challenges_gets_credentials(tmp_path: Path, ports: PortAllocator,
+                                                  run_sipp: Runner) -> None:
+    """Dialing out through a [[routes]] trunk with username/password: its 401 is answered with
+    digest credentials (SIPp verifies them) and the call goes through."""
+    b_port = ports.port()
+
+    async def main() -> None:
+        port = ports.port()
+        config = parse_config(f"""
+[sip]
+listen = ["udp:127.0.0.1:{port}"]
+domain = "pbx.test"
+trusted = ["127.0.0.0/8"]
+[store]
+path = "pbx.sqlite3"
+[[routes]]
+match = "^9(\\\\d+)$"
+to = "sip:\\\\1@127.0.0.1:{b_port}"
+username = "trunkuser"
+password = "trunk-secret"
+""", tmp_path / "pbx.toml")
+        pbx = Pbx(config)
+        pbx.route("200", _direct("9123456"), name="out")
+        async with pbx:
+            b = run_sipp("b", scenario=SCENARIOS / "b2b_uas_auth.xml", local_port=b_port,
+                         calls=1, timeout=20,
+                         extra=["-key", "user", "trunkuser", "-key", "pass", "trunk-secret"])
+            a = run_sipp("a", scenario="uac", remote=f"127.0.0.1:{port}", service="200",
+                         calls=1, timeout=20, extra=["-d", "500"])
+            await _wait(a, b)
+            [record] = await _records(pbx)
+        assert record.disposition == "answered", record
+        assert record.legs[1].party == "9123456"
+
+    asyncio.run(main())

@@ -840,3 +840,18 @@ def test_media_table() -> None:
             parse_config(base + "[media]\n" + ("port_min = 20000\n" if "port_max" in bad
                                                else "\n") + bad + "\n", "m.toml")
         assert info.value.key == key and info.value.line == line, (bad, info.value)
+
+
+def test_route_credentials() -> None:
+    base = '[sip]\nlisten = ["udp:127.0.0.1:5060"]\ndomain = "d.test"\n[[routes]]\n' \
+           'match = "^9(\\\\d+)$"\nto = "sip:\\\\1@trunk.test"\n'
+    config = parse_config(base + 'username = "acct"\npassword = "pw"\n', "r.toml")
+    route = config.routes[0]
+    assert (route.username, route.password) == ("acct", "pw") and "pw" not in repr(route)
+    assert parse_config(base, "r.toml").routes[0].username is None
+    for extra, key in (('username = "acct"\n', "routes[0].password"),
+                       ('password = "pw"\n', "routes[0].username"),
+                       ('username = ""\npassword = "pw"\n', "routes[0].username")):
+        with pytest.raises(ConfigError) as info:
+            parse_config(base + extra, "r.toml")
+        assert info.value.key == key, (extra, info.value)

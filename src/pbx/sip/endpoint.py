@@ -149,16 +149,18 @@ class Endpoint:
 
     def outgoing(self, *, target: Uri, from_: Address, to: Address, body: bytes | None,
                  peer: Peer | None, headers: Iterable[tuple[str, str]] = (),
-                 route: Sequence[Address] = ()) -> SessionHandle:
+                 route: Sequence[Address] = (), call_id: str | None = None,
+                 cseq: int = 1) -> SessionHandle:
         """A new call from the PBX to ``target``, sent to ``peer`` (None: resolved from the
-        target). Not sent until ``handle.act(lambda s, now: s.start(now))``."""
+        target). Not sent until ``handle.act(lambda s, now: s.start(now))``. ``call_id``,
+        ``cseq`` and a tagged ``from_`` repeat an INVITE with credentials (RFC 3261 §22.2)."""
         transport = peer.transport if peer is not None else (
             target.transport if isinstance(target, SipUri) else "udp")
         towards = peer.host if peer is not None else (
             target.host_bare if isinstance(target, SipUri) else "127.0.0.1")
         config = self._config(transport, towards)
         session = InviteSession.uac(config, target=target, from_=from_, to=to, body=body,
-                                    headers=headers, route=route)
+                                    headers=headers, route=route, call_id=call_id, cseq=cseq)
         handle = SessionHandle(self, session, peer, transport)
         self._by_dialog[(session.call_id, session.local_tag)] = handle
         return handle
