@@ -133,6 +133,8 @@ class Leg:
         self._redirect: list[Uri] = []                        # a 3xx's Contacts
         self._auth: tuple[str, str] | None = None             # trunk credentials (401/407)
         self._auth_tried = False
+        self._422_tried = False
+        self._st_policy: st.SessionTimerPolicy | None = None  # raised by a 422
         self._invite_headers: list[tuple[str, str]] = []     # extra headers of our INVITE
         self._reported = False                                # its LegEnded is published
         self._recordings = 0                                  # record() blocks running
@@ -434,6 +436,8 @@ class Leg:
             if ev.status in (401, 407) and ev.response is not None and self._retry_auth(
                     ev.response):
                 return
+            if ev.status == 422 and ev.response is not None and self._retry_422(ev.response):
+                return
             self.status = ev.status
             if 300 <= ev.status < 400 and ev.status not in (305, 380) and ev.response:
                 self._pbx._redirected(self, ev.response)
@@ -461,6 +465,40 @@ class Leg:
                 self.end_side = self.end_side or "remote"
             self._finish(ev.reason, self.status)
 
+    def _retry_422(self, response: Response) -> bool:
+        """Session Interval Too Small (RFC 4028 §7.3): once, the INVITE again with the interval
+        the 422's Min-SE asks for."""
+        policy = self._pbx.session_timer
+        if policy is None or self._422_tried or not self.outgoing:
+            return False
+        self._422_tried = True
+        try:
+            raised = st.on_422(response, policy)
+        except ParseError:
+            return False
+        if raised is policy:
+            return False                       # it asks for nothing new: retrying would loop
+        headers = [(n, v) for n, v in self._invite_headers
+                   if n.lower() not in ("session-expires", "min-se", "supported")]
+        headers += st.offer_headers(raised)
+        self._st_policy = raised
+        self._invite_headers = headers
+        self._retry_with(headers)
+        return True
+
+    def _retry_with(self, headers: list[tuple[str, str]]) -> None:
+        """Follow a new INVITE transaction repeating ours (Call-ID, From tag, CSeq + 1)."""
+        old = self._handle
+        handle = self._pbx._reinvite_with(old, old.session.invite, headers)
+        old.on_event = _ignore
+        old.owner = None
+        self._handle = handle
+        handle.on_event = self._on_sip
+        handle.owner = self
+        # After the transaction layer has ACKed the failure (same batch of events).
+        asyncio.get_running_loop().call_soon(
+            lambda: handle.act(lambda s, now: s.start(now)) if self.state != "ended" else None)
+
     def _retry_auth(self, response: Response) -> bool:
         """Answer a trunk's 401/407 once: the same INVITE again (Call-ID, From tag, CSeq + 1)
         with our credentials; this leg follows the new transaction."""
@@ -484,15 +522,8 @@ class Leg:
                                  cnonce=os.urandom(8).hex(), nc=1)
         headers = [(n, v) for n, v in self._invite_headers]
         headers.append(("Proxy-Authorization" if proxy else "Authorization", value))
-        handle = self._pbx._reinvite_with(old, invite, headers)
-        old.on_event = _ignore
-        old.owner = None
-        self._handle = handle
-        handle.on_event = self._on_sip
-        handle.owner = self
-        # After the transaction layer has ACKed the 401/407 (same batch of events).
-        asyncio.get_running_loop().call_soon(
-            lambda: handle.act(lambda s, now: s.start(now)) if self.state != "ended" else None)
+        self._invite_headers = headers
+        self._retry_with(headers)
         return True
 
     def _on_ringing_event(self, status: int, sdp: bytes | None) -> None:
@@ -528,7 +559,7 @@ class Leg:
         self.state = "answered"
         if not self._answered.done():
             self._answered.set_result(None)
-        policy = self._pbx.session_timer
+        policy = self._st_policy or self._pbx.session_timer
         if policy is not None and response is not None:
             try:
                 self._set_timer(st.from_2xx(response, policy, self._now()))
@@ -666,7 +697,7 @@ class Leg:
                             previous=self._local_sdp)
         self._our_offer = offer
         body = bytes(offer)
-        policy = self._pbx.session_timer
+        policy = self._st_policy or self._pbx.session_timer
         headers = st.offer_headers(policy, self._timer) if policy is not None else []
         if self._timer is not None:
             self._refreshing = True

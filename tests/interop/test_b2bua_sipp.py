@@ -625,3 +625,28 @@ password = "trunk-secret"
         assert record.legs[1].party == "9123456"
 
     asyncio.run(main())
+
+
+def test_a_422_is_answered_with_the_asked_interval(tmp_path: Path, ports: PortAllocator,
+                                                   run_sipp: Runner) -> None:
+    b_port = ports.port()
+
+    async def body(pbx: Pbx, port: int) -> None:
+        b = run_sipp("b", scenario=SCENARIOS / "b2b_uas_422.xml", local_port=b_port,
+                     calls=1, timeout=20)
+        a = run_sipp("a", scenario="uac", remote=f"127.0.0.1:{port}", service="200", calls=1,
+                     timeout=20, extra=["-d", "500"])
+        intervals: list[int] = []
+        for _ in range(200):
+            call = next(iter(pbx.calls.values()), None)
+            leg = call.bridged_with if call is not None else None
+            if leg is not None and leg._timer is not None:
+                intervals.append(leg._timer.interval)
+                break
+            await asyncio.sleep(0.02)
+        await _wait(a, b)
+        [record] = await _records(pbx)
+        assert record.disposition == "answered", record
+        assert intervals == [3600], intervals          # the leg keeps the raised interval
+
+    _run(tmp_path, ports, body, _direct(f"sip:b@127.0.0.1:{b_port}"))
