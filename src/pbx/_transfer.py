@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from pbx.errors import DialFailed, ParseError
 from pbx.events import CallTransferred, LegStarted
 from pbx.sip.invite import DialogRequest
-from pbx.sip.peer import Peer
 from pbx.sip.refer import Refer, notify_headers, parse_refer, sipfrag
 from pbx.sip.uri import SipUri
 
@@ -52,7 +51,7 @@ def _target_text(pbx: Pbx, refer: Refer) -> str:
     """An extension or number when the target is ours, else the URI."""
     uri = refer.target.uri
     assert pbx.server is not None
-    if isinstance(uri, SipUri) and uri.user and pbx.server._is_own_uri(uri):
+    if isinstance(uri, SipUri) and uri.user and pbx.server.is_own_uri(uri):
         return uri.user
     return str(uri)
 
@@ -64,12 +63,9 @@ def _allowed(pbx: Pbx, refer: Refer) -> bool:
     server = pbx.server
     if not isinstance(uri, SipUri) or server is None or refer.target.method != "INVITE":
         return False
-    if server._is_own_uri(uri):
+    if server.is_own_uri(uri):
         return bool(uri.user)
-    try:
-        return server._trusted(Peer(uri.transport, uri.host_bare, uri.port or 5060))
-    except ValueError:
-        return False
+    return server.is_trusted_host(uri.host_bare)
 
 
 def on_refer(pbx: Pbx, leg: Leg, ev: DialogRequest) -> None:

@@ -552,7 +552,7 @@ class Pbx:
             offer = build_offer(LocalMedia(address=host, port=port, codecs=tuple(codecs)),
                                 session_id=self.session_id)
             to_uri = uri if not isinstance(uri, SipUri) or target.startswith(("sip:", "sips:")) \
-                else SipUri(self.server._domain_host, target)
+                else self.server.user_uri(target)
             headers = self._timer_headers()
             handle = self.endpoint.outgoing(
                 target=uri, from_=b2bua.from_address(number, domain, display=display),
@@ -777,7 +777,7 @@ class Pbx:
         host, port = stream.local
         offer = build_offer(LocalMedia(address=host, port=port, codecs=self.codecs),
                             session_id=self.session_id)
-        to_uri = uri if to.startswith(("sip:", "sips:")) else SipUri(self.server._domain_host, to)
+        to_uri = uri if to.startswith(("sip:", "sips:")) else self.server.user_uri(to)
         headers = self._timer_headers()
         handle = self.endpoint.outgoing(
             target=uri, from_=b2bua.from_address(caller_id, self.config.sip.domain),

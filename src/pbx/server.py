@@ -491,6 +491,19 @@ class SipServer:
         wants = getattr(self.take_call, "wants", None)
         return True if wants is None else bool(wants(req))
 
+    # For the B2BUA (pbx.pbx, pbx._transfer) ------------------------------------------------
+    def is_own_uri(self, uri: Uri) -> bool:
+        """True if ``uri`` names this server (its domain or a listening address)."""
+        return self._is_own_uri(uri)
+
+    def is_trusted_host(self, host: str) -> bool:
+        """True if ``host`` (an IP literal) is in ``[sip] trusted``."""
+        return self._trusted(Peer("udp", host, 5060))
+
+    def user_uri(self, user: str) -> SipUri:
+        """``sip:user@domain`` for a local user or number."""
+        return SipUri(self._domain_host, user)
+
     # Host interface of the endpoint (pbx.sip.endpoint.Host) -----------------------------------
     def send_bytes(self, data: bytes, peer: Peer) -> None:
         self.transport.send(data, peer)
