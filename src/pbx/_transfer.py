@@ -118,7 +118,7 @@ async def _blind(pbx: Pbx, call: Call, leg: Leg, refer: Refer) -> None:
 def _attended(pbx: Pbx, call: Call, leg: Leg, refer: Refer, key: Any) -> None:
     replaces = refer.target.replaces
     assert replaces is not None and pbx.endpoint is not None
-    handle = pbx.endpoint._by_dialog.get((replaces.call_id, replaces.to_tag))
+    handle = pbx.endpoint.find(replaces.call_id, replaces.to_tag)
     other = handle.owner if handle is not None else None
     dialog = handle.session.dialog if handle is not None else None
     if (other is None or dialog is None or dialog.id.remote_tag != replaces.from_tag

@@ -165,6 +165,10 @@ class Endpoint:
         self._by_dialog[(session.call_id, session.local_tag)] = handle
         return handle
 
+    def find(self, call_id: str, local_tag: str) -> SessionHandle | None:
+        """The session of the dialog we know as (``call_id``, our ``local_tag``)."""
+        return self._by_dialog.get((call_id, local_tag))
+
     # Matching ------------------------------------------------------------------------------
     def owns_request(self, key: TxKey, req: Request) -> SessionHandle | None:
         """The session an incoming request (not ACK) belongs to, if any."""
