@@ -605,20 +605,31 @@ class Leg:
     def _on_reoffer(self, sdp: bytes, request: Request) -> None:
         """A re-INVITE with an offer (hold, resume, codec or address change)."""
         offer = _parse(sdp)
-        if offer is None or self._stream is None:
+        answered = self._answer_offer(offer) if offer is not None else None
+        if answered is None:
             self._handle.act(lambda s, now: s.reject(488, now))
             return
-        was_held = self._remote_hold
+        body, media = answered
+        headers = self._answer_headers(request)
+        self._handle.act(lambda s, now: s.accept(body, now, headers=headers))
+        self._use_new_media(media)
+
+    def _answer_offer(self, offer: SessionDescription) -> tuple[bytes, NegotiatedMedia] | None:
+        """Our answer to a new offer in the dialog (it becomes our description), or None."""
+        if self._stream is None:
+            return None
         desc, agreed = answer(offer, self._local_media(), session_id=self._pbx.session_id,
                               previous=self._local_sdp)
         media = next((m for m in agreed if m is not None), None)
         if media is None:
-            self._handle.act(lambda s, now: s.reject(488, now))
-            return
+            return None
         self._local_sdp = desc
-        body = bytes(desc)
-        headers = self._answer_headers(request)
-        self._handle.act(lambda s, now: s.accept(body, now, headers=headers))
+        return bytes(desc), media
+
+    def _use_new_media(self, media: NegotiatedMedia) -> None:
+        """Media changed by the peer's offer: hold and resume are carried to the bridged
+        party, anything else (codec, address) rebuilds the bridge."""
+        was_held = self._remote_hold
         self._apply_media(media)
         if media.remote_hold != was_held:
             self._pbx._remote_hold_changed(self, media.remote_hold)
@@ -707,27 +718,17 @@ class Leg:
         if self._our_offer is not None:      # our own offer is outstanding (RFC 3311 §5.2)
             self._handle.act(lambda s, now: s.respond(key, 491, now))
             return
-        if offer is None or self._stream is None or self.state != "answered":
+        answered = (self._answer_offer(offer)
+                    if offer is not None and self.state == "answered" else None)
+        if answered is None:
             self._handle.act(lambda s, now: s.respond(key, 488, now))
             return
-        was_held = self._remote_hold
-        desc, agreed = answer(offer, self._local_media(), session_id=self._pbx.session_id,
-                              previous=self._local_sdp)
-        media = next((m for m in agreed if m is not None), None)
-        if media is None:
-            self._handle.act(lambda s, now: s.respond(key, 488, now))
-            return
-        self._local_sdp = desc
-        body = bytes(desc)
+        body, media = answered
         headers = self._answer_headers(req)
         self._handle.act(lambda s, now: s.respond(key, 200, now, body=body,
                                                   content_type="application/sdp",
                                                   headers=headers))
-        self._apply_media(media)
-        if media.remote_hold != was_held:
-            self._pbx._remote_hold_changed(self, media.remote_hold)
-        elif self._peer is not None:
-            self._pbx._reconnect(self)
+        self._use_new_media(media)
 
     def _on_digit(self, digit: str) -> None:
         self._digits.put_nowait(digit)
