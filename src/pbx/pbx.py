@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from pbx._transfer import on_refer
 from pbx.call import App, Call, Leg, Middleware
 from pbx.cdr import CdrStore, CdrWriter
 from pbx.config import Config, load_config, parse_config
@@ -54,7 +55,7 @@ from pbx.events import (
     RegistrationChanged,
 )
 from pbx.media.engine import Conference, EngineConfig, MediaEngine, MediaEvent, Stream
-from pbx.media.playback import FrameSource, LoopSource, PcmSource
+from pbx.media.playback import FrameSource, LoopSource, PcmSource, WavSource
 from pbx.media.tts import EspeakNgProvider, TtsProvider
 from pbx.metrics import CallMetrics, Registry
 from pbx.region import region_of
@@ -62,11 +63,12 @@ from pbx.server import SipServer, _tune_gc
 from pbx.sip import b2bua
 from pbx.sip import session_timer as st
 from pbx.sip.address import Address
-from pbx.sip.endpoint import Endpoint
+from pbx.sip.endpoint import Endpoint, SessionHandle
 from pbx.sip.location import Binding
 from pbx.sip.message import Request, Response
 from pbx.sip.offer_answer import Codec, LocalMedia, build_offer
 from pbx.sip.peer import Peer
+from pbx.sip.sdp import SessionDescription
 from pbx.sip.transaction import Timers, TxKey
 from pbx.sip.uri import SipUri, Uri
 
@@ -266,7 +268,6 @@ class Pbx:
     def moh_source(self, rate: int) -> FrameSource:
         """Music on hold: the configured WAV looped, or a soft built-in melody."""
         if self.moh is not None:
-            from pbx.media.playback import WavSource
             return LoopSource(WavSource(self.sound_path(self.moh), rate))
         pcm = self._moh_pcm.get(rate)
         if pcm is None:
@@ -541,30 +542,17 @@ class Pbx:
         else:
             found = list(uris)
         legs: list[Leg] = []
-        domain = self.config.sip.domain
         number = caller_id or call.caller
         display = call.caller_name if caller_id is None else ""
         prefer = call.media.send_codec.key if call.media is not None else None
         codecs = sorted(self.codecs, key=lambda c: c.key != prefer)
         for uri, peer in found:
-            stream = await self.engine.open_stream()
-            host, port = stream.local
-            offer = build_offer(LocalMedia(address=host, port=port, codecs=tuple(codecs)),
-                                session_id=self.session_id)
-            to_uri = uri if not isinstance(uri, SipUri) or target.startswith(("sip:", "sips:")) \
-                else self.server.user_uri(target)
-            headers = self._timer_headers()
-            handle = self.endpoint.outgoing(
-                target=uri, from_=b2bua.from_address(number, domain, display=display),
-                to=Address(to_uri), body=bytes(offer), peer=peer, headers=headers)
+            handle, stream, offer, headers = await self._outgoing(
+                target, uri, peer, number=number, display=display, codecs=codecs)
             leg = Leg(self, handle, leg_id=call._next_leg_id(), party=target, outgoing=True,
                       call=call)
-            leg._invite_headers = headers
-            if uris is None:
-                leg._auth = self.server.credentials_for(target)
-            leg._our_offer = offer
-            leg._set_stream(stream)
-            self._streams[stream] = leg
+            self._attach(leg, stream, offer, headers,
+                         self.server.credentials_for(target) if uris is None else None)
             self._publish(call, LegStarted, leg_id=leg.id, party=target, dialed=target)
             if call.state == "ended":
                 stream.close()
@@ -573,6 +561,35 @@ class Pbx:
             handle.act(lambda s, now: s.start(now))
             legs.append(leg)
         return legs
+
+    async def _outgoing(self, target: str, uri: Uri, peer: Peer | None, *, number: str,
+                        display: str = "", codecs: Sequence[Codec] | None = None
+                        ) -> tuple[SessionHandle, Stream, SessionDescription,
+                                   list[tuple[str, str]]]:
+        """An INVITE session (not started) from ``number`` to ``uri``, offering a fresh
+        stream's address: the handle, the stream, our offer, the INVITE's extra headers."""
+        assert self.server is not None and self.endpoint is not None and self.engine is not None
+        stream = await self.engine.open_stream()
+        host, port = stream.local
+        offer = build_offer(LocalMedia(address=host, port=port,
+                                       codecs=tuple(codecs or self.codecs)),
+                            session_id=self.session_id)
+        to_uri = uri if not isinstance(uri, SipUri) or target.startswith(("sip:", "sips:")) \
+            else self.server.user_uri(target)
+        headers = self._timer_headers()
+        handle = self.endpoint.outgoing(
+            target=uri, from_=b2bua.from_address(number, self.config.sip.domain, display=display),
+            to=Address(to_uri), body=bytes(offer), peer=peer, headers=headers)
+        return handle, stream, offer, headers
+
+    def _attach(self, leg: Leg, stream: Stream, offer: SessionDescription,
+                headers: list[tuple[str, str]], auth: tuple[str, str] | None) -> None:
+        """Give an outgoing leg its stream, offer and what a 401/407/422 retry needs."""
+        leg._invite_headers = headers
+        leg._auth = auth
+        leg._our_offer = offer
+        leg._set_stream(stream)
+        self._streams[stream] = leg
 
     def _reinvite_with(self, old: Any, invite: Request,
                        headers: list[tuple[str, str]]) -> Any:
@@ -714,7 +731,6 @@ class Pbx:
             self._link(leg, peer)
 
     def _on_refer(self, leg: Leg, ev: Any) -> None:
-        from pbx._transfer import on_refer
         on_refer(self, leg, ev)
 
     # Media events --------------------------------------------------------------------------
@@ -772,24 +788,11 @@ class Pbx:
         if not found:
             raise DialFailed(status or 404, b2bua.reason_for(status), to)
         uri, peer = found[0]
-        assert self.engine is not None
-        stream = await self.engine.open_stream()
-        host, port = stream.local
-        offer = build_offer(LocalMedia(address=host, port=port, codecs=self.codecs),
-                            session_id=self.session_id)
-        to_uri = uri if to.startswith(("sip:", "sips:")) else self.server.user_uri(to)
-        headers = self._timer_headers()
-        handle = self.endpoint.outgoing(
-            target=uri, from_=b2bua.from_address(caller_id, self.config.sip.domain),
-            to=Address(to_uri), body=bytes(offer), peer=peer, headers=headers)
+        handle, stream, offer, headers = await self._outgoing(to, uri, peer, number=caller_id)
         call = Call(self, handle, call_id=self._new_id(), caller=caller_id, callee=to,
                     dialed=to, tenant=tenant, region=region_of(caller_id), data=data,
                     outgoing=True)
-        call._invite_headers = headers
-        call._auth = self.server.credentials_for(to)
-        call._our_offer = offer
-        call._set_stream(stream)
-        self._streams[stream] = call
+        self._attach(call, stream, offer, headers, self.server.credentials_for(to))
         self.calls[call.call_id] = call
         handle.act(lambda s, now: s.start(now))
 

@@ -78,9 +78,7 @@ def a_status_for(status: int | None, reason: str) -> int:
     anything else 503 unless it is a plain 4xx/6xx worth passing on (404, 403, 484, 603)."""
     if reason == Reason.NO_ANSWER:
         return 480
-    if status in _BUSY:
-        return status if status != 603 else 603
-    if status in (403, 404, 484, 488):
+    if status in _BUSY or status in (403, 404, 484, 488):
         return status
     return 503 if status is None or status >= 500 else 480
 
