@@ -176,22 +176,25 @@ class SipServer:
                 log.exception("location store flush failed")
 
     _LAG_PERIOD = 0.05     # how often the loop's lateness is sampled
-    _LAG_LIMIT = 0.25      # seconds late that count as overload
+    _LAG_LIMIT = 0.25      # seconds late that count as overload ...
+    _LAG_SAMPLES = 3       # ... in this many samples in a row (one GC pause is not overload)
     _LAG_HOLD = 1.0        # overload lasts this long after the last late sample
 
     async def _watch_lag(self) -> None:
         assert self._loop is not None
         loop = self._loop
         until = 0.0
+        late = 0
         while True:
             start = loop.time()
             await asyncio.sleep(self._LAG_PERIOD)
             now = loop.time()
             self.lag = now - start - self._LAG_PERIOD
-            if self.lag > self._LAG_LIMIT:
+            late = late + 1 if self.lag > self._LAG_LIMIT else 0
+            if late >= self._LAG_SAMPLES:
                 if not self.overloaded:
-                    log.warning("overloaded (event loop %.0f ms late): refusing new calls "
-                                "with 503", self.lag * 1000)
+                    log.warning("overloaded (event loop %.0f ms late %d times in a row): "
+                                "refusing new calls with 503", self.lag * 1000, late)
                 until = now + self._LAG_HOLD
             self.overloaded = now < until
 

@@ -222,8 +222,15 @@ def test_new_calls_are_refused_while_overloaded(tmp_path: Path, ports: PortAlloc
             server = pbx.server
             assert server is not None
             await asyncio.sleep(0.1)                 # the lag watcher is sampling
-            _time.sleep(0.4)                         # the loop is stuck for 400 ms
-            await asyncio.sleep(0.06)
+
+            async def stuck(times: int) -> None:     # the loop blocked 400 ms, repeatedly,
+                for _ in range(times):               # letting only the lag watcher run
+                    _time.sleep(0.4)                 # in between (it is due at once)
+                    await asyncio.sleep(0.01)
+
+            await stuck(server._LAG_SAMPLES - 1)
+            assert not server.overloaded             # a pause or two (GC) is not overload
+            await stuck(1)
             assert server.overloaded
             for _ in range(100):                     # normal running again: over (after
                 if not server.overloaded:            # _LAG_HOLD, 1 s, on an idle machine)
@@ -231,8 +238,7 @@ def test_new_calls_are_refused_while_overloaded(tmp_path: Path, ports: PortAlloc
                 await asyncio.sleep(0.05)
             assert not server.overloaded
             server._LAG_HOLD = 15.0                  # long enough for SIPp to start
-            _time.sleep(0.4)
-            await asyncio.sleep(0.06)
+            await stuck(server._LAG_SAMPLES)
             assert server.overloaded
             scenario = tmp_path / "uac_503.xml"
             scenario.write_text((SCENARIOS / "b2b_uac_fail.xml").read_text()
